@@ -1,0 +1,13 @@
+"""Compressors: the published compression methods. Looked up by name in ``COMPRESSORS``."""
+
+from __future__ import annotations
+
+from harness.registry import Registry
+
+COMPRESSORS: Registry = Registry("compressor", entry_point_group="compression_bench.compressors")
+
+# Lazy entries: "module:attr" is imported only when the compressor is used.
+for _name, _target in {
+    "none": "compressors.none:NoCompression",
+}.items():
+    COMPRESSORS.register_lazy(_name, _target)

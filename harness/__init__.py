@@ -1,0 +1,5 @@
+"""Harness: trains, compresses, measures and reports compression runs."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

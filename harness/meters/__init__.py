@@ -1,0 +1,1 @@
+"""Meters: each measures one quantity following ../shared/METHODOLOGY.md and reports its conditions."""

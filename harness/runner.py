@@ -1,0 +1,148 @@
+"""One run end to end: resolve -> baseline -> compress -> measure -> record. A failed run is recorded as failed."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import random
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from compressors import COMPRESSORS
+from compressors.base import Compressor
+from harness.baseline import get_baseline
+from harness.config import RunConfig, convert_recipe_overrides
+from harness.context import RunContext
+from harness.environment import commit_info, machine_info
+from harness.measure import measure_model
+from harness.speedup import speedup_table
+from harness.store import ResultsStore
+from workloads import WORKLOADS
+from workloads.base import Workload
+
+
+@dataclass
+class PreparedRun:
+    config: RunConfig
+    workload: Workload
+    compressor: Compressor
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def prepare(config: RunConfig) -> PreparedRun:
+    """Validate everything that can be checked before any training (names, keys, compatibility)."""
+    workload_cls = WORKLOADS.get(config.workload)
+    compressor_cls = COMPRESSORS.get(config.compressor)
+    compressor_config = compressor_cls.Config.from_strings(config.compressor_args)
+    workload = workload_cls(
+        profile=config.profile,
+        dataset=config.dataset,
+        data_root=config.data_root,
+        options=_convert_options(workload_cls, config.workload_options),
+        recipe_overrides=convert_recipe_overrides(config.recipe_overrides),
+    )
+    compressor = compressor_cls(compressor_config)
+    compressor.check_compatible(workload)
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was given but torch sees no CUDA GPU; use --device cpu")
+    config.dataset = workload.dataset
+    return PreparedRun(config, workload, compressor)
+
+
+def _convert_options(workload_cls: Any, values: dict[str, Any]) -> dict[str, Any]:
+    import typing
+
+    from compressors.base import parse_value
+
+    hints = typing.get_type_hints(workload_cls.Options)
+    return {k: parse_value(v, hints[k], f"workload.{k}") if k in hints else v for k, v in values.items()}
+
+
+def new_run_id(config: RunConfig) -> str:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    return f"{stamp}-{config.workload}-{config.compressor}-{config.config_hash()[:6]}"
+
+
+def execute(config: RunConfig, store: ResultsStore | None = None) -> dict[str, Any]:
+    """Run and record. Raises after recording if the run fails."""
+    store = store or ResultsStore(config.results)
+    prepared = prepare(config)
+    print("Resolved config:\n" + json.dumps(config.to_dict(), indent=2, sort_keys=True), flush=True)
+    run_id = new_run_id(config)
+    run_dir = store.create_run_dir(run_id)
+    record: dict[str, Any] = {
+        "run_id": run_id,
+        "status": "running",
+        "config": config.to_dict(),
+        "config_hash": config.config_hash(),
+        "workload": prepared.workload.describe(),
+        "compressor": {
+            "name": prepared.compressor.info.name,
+            "paper": prepared.compressor.info.paper,
+            "kind": prepared.compressor.info.kind,
+            "config": prepared.compressor.config.to_dict(),
+        },
+        "machine_info": machine_info(),
+        "commit_info": commit_info(),
+        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+    }
+    store.write(record)
+    timings: dict[str, float] = {}
+    try:
+        _run_phases(prepared, store, run_dir, record, timings)
+        record["status"] = "ok"
+    except BaseException as exc:
+        record["status"] = "failed"
+        record["error"] = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
+        raise
+    finally:
+        record["timings_s"] = timings
+        record["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat()
+        store.write(record)
+        print(f"Run record: {store.run_dir(run_id) / 'record.json'} (status {record['status']})", flush=True)
+    return record
+
+
+def _timed(timings: dict[str, float], name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    start = time.perf_counter()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        timings[name] = time.perf_counter() - start
+
+
+def _run_phases(
+    prepared: PreparedRun, store: ResultsStore, run_dir: Any, record: dict[str, Any], timings: dict[str, float]
+) -> None:
+    config, workload, compressor = prepared.config, prepared.workload, prepared.compressor
+    seed_everything(config.seed)
+    baseline, baseline_info = _timed(timings, "baseline", get_baseline, workload, config.seed, config.device, store,
+                                     config.resume)
+    record["baseline_training"] = baseline_info
+    ctx = RunContext(workload=workload, config=config, run_dir=run_dir)
+    seed_everything(config.seed)
+    result = _timed(timings, "compress", compressor.apply, copy.deepcopy(baseline), ctx)
+    record["phases"] = ctx.phases
+    record["compressor"]["summary"] = result.summary
+    record["compressor"]["execution"] = result.execution
+    args = (workload, config.backends, config.measure, config.device)
+    record["baseline"] = _timed(timings, "measure_baseline", measure_model, baseline, *args, run_dir / "baseline")
+    record["compressed"] = _timed(
+        timings, "measure_compressed", measure_model, result.model, *args, run_dir / "compressed", result.weight_bits
+    )
+    record["variants"] = {
+        name: measure_model(model, *args, run_dir / name) for name, model in result.variants.items()
+    }
+    record["speedup"] = speedup_table(record["baseline"], record["compressed"], record["variants"])
+    torch.save(result.model.state_dict(), run_dir / "compressed_state_dict.pt")
