@@ -146,7 +146,7 @@ class Trainer:
                 cb.after_step(self, model)
             self.step += 1
             n = self.workload.batch_size_of(batch)
-            total += float(loss) * n
+            total += float(loss.detach()) * n
             count += n
             bar.set_postfix(loss=f"{total / count:.4f}")
             if any(cb.should_stop(self) for cb in self.callbacks):

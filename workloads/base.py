@@ -101,7 +101,9 @@ class Workload(ABC):
         recipe_overrides: dict[str, Any] | None = None,
     ) -> None:
         if profile not in self.recipes:
-            raise ValueError(f"Unknown profile {profile!r} for workload {self.info.name!r}. Use one of {list(self.recipes)}")
+            raise ValueError(
+                f"Unknown profile {profile!r} for workload {self.info.name!r}. Use one of {list(self.recipes)}"
+            )
         dataset = dataset or self.info.default_dataset
         if dataset not in self.info.datasets:
             raise ValueError(
@@ -184,4 +186,3 @@ def _build_options(cls: type[WorkloadOptions], values: dict[str, Any], workload:
             f"Unknown option(s) {unknown} for workload {workload!r}. Valid options: {sorted(names) or 'none'}"
         )
     return cls(**values)
-

@@ -42,7 +42,7 @@ class Runnable(ABC):
 class Backend(ABC):
     name: ClassVar[str]
 
-    def check_available(self, device: str) -> None:
+    def check_available(self, device: str) -> None:  # noqa: B027 - optional hook, available by default
         """Raise :class:`BackendUnavailable` with the reason if this backend cannot run on ``device``."""
 
     @abstractmethod

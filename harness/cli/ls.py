@@ -25,7 +25,7 @@ def handle(args: argparse.Namespace) -> int:
     rows = LISTERS[args.what](args.pattern)
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))] if rows else []
     for row in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return 0
 
 
@@ -46,8 +46,15 @@ def _compressors(pattern: str | None) -> list[tuple]:
     rows: list[tuple] = [("NAME", "PAPER", "KIND", "FITS", "OPTIONS")]
     for name in COMPRESSORS.names(pattern):
         cls = COMPRESSORS.get(name)
-        rows.append((name, cls.info.paper or "-", cls.info.kind, ",".join(cls.info.supports),
-                     ",".join(sorted(cls.Config.field_names())) or "-"))
+        rows.append(
+            (
+                name,
+                cls.info.paper or "-",
+                cls.info.kind,
+                ",".join(cls.info.supports),
+                ",".join(sorted(cls.Config.field_names())) or "-",
+            )
+        )
     return rows
 
 
