@@ -19,9 +19,7 @@ class NoneConfig(CompressorConfig):
 
 @COMPRESSORS.register("none")
 class NoCompression(Compressor):
-    info = CompressorInfo(
-        name="none", paper="", kind="none", needs_data=False, description="dense baseline, unchanged"
-    )
+    info = CompressorInfo(name="none", paper="", kind="none", needs_data=False, description="dense baseline, unchanged")
     Config = NoneConfig
 
     def apply(self, model: nn.Module, ctx: RunContext) -> CompressedModel:

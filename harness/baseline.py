@@ -44,7 +44,12 @@ def get_baseline(
     trainer = Trainer(workload, device=device, checkpoint_path=store.baselines_dir / f"{key}.ckpt", name="baseline")
     start = time.perf_counter()
     history = trainer.fit(model, resume=resume)
-    info = {"key": key, "history": history, "train_seconds": time.perf_counter() - start, "recipe": workload.recipe.to_dict()}
+    info = {
+        "key": key,
+        "history": history,
+        "train_seconds": time.perf_counter() - start,
+        "recipe": workload.recipe.to_dict(),
+    }
     atomic_torch_save({"model": model.state_dict(), "info": info}, path)
     (store.baselines_dir / f"{key}.ckpt").unlink(missing_ok=True)
     return model, {**info, "cached": False, "path": str(path)}

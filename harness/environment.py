@@ -11,8 +11,18 @@ from typing import Any
 
 import torch
 
-PACKAGES = ("torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "transformers", "numpy",
-            "torch-pruning", "nvidia-ml-py")
+PACKAGES = (
+    "torch",
+    "torchvision",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "tensorrt",
+    "transformers",
+    "numpy",
+    "torch-pruning",
+    "nvidia-ml-py",
+)
 
 
 def _cpu_model() -> str:
@@ -64,4 +74,8 @@ def _git(*args: str) -> str | None:
 def commit_info() -> dict[str, Any]:
     sha = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no")
-    return {"id": sha, "dirty": bool(status) if status is not None else None, "branch": _git("branch", "--show-current")}
+    return {
+        "id": sha,
+        "dirty": bool(status) if status is not None else None,
+        "branch": _git("branch", "--show-current"),
+    }

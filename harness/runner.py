@@ -127,8 +127,9 @@ def _run_phases(
 ) -> None:
     config, workload, compressor = prepared.config, prepared.workload, prepared.compressor
     seed_everything(config.seed)
-    baseline, baseline_info = _timed(timings, "baseline", get_baseline, workload, config.seed, config.device, store,
-                                     config.resume)
+    baseline, baseline_info = _timed(
+        timings, "baseline", get_baseline, workload, config.seed, config.device, store, config.resume
+    )
     record["baseline_training"] = baseline_info
     ctx = RunContext(workload=workload, config=config, run_dir=run_dir)
     seed_everything(config.seed)
@@ -141,8 +142,6 @@ def _run_phases(
     record["compressed"] = _timed(
         timings, "measure_compressed", measure_model, result.model, *args, run_dir / "compressed", result.weight_bits
     )
-    record["variants"] = {
-        name: measure_model(model, *args, run_dir / name) for name, model in result.variants.items()
-    }
+    record["variants"] = {name: measure_model(model, *args, run_dir / name) for name, model in result.variants.items()}
     record["speedup"] = speedup_table(record["baseline"], record["compressed"], record["variants"])
     torch.save(result.model.state_dict(), run_dir / "compressed_state_dict.pt")

@@ -23,7 +23,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
     )
     parser.add_argument("--measure", choices=["smoke", "report", "quick"], help="measurement profile (default smoke)")
     parser.add_argument(
-        "--set", dest="set_items", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="set_items",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="compressor option, recipe.<key> or workload.<key> override; repeatable",
     )
     parser.add_argument("--results", help="results directory (default results/)")
@@ -31,6 +35,17 @@ def add_run_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
 
 
 def cli_values(args: argparse.Namespace) -> dict:
-    keys = ("workload", "compressor", "profile", "dataset", "data_root", "device", "seed", "backends", "measure",
-            "results", "resume")
+    keys = (
+        "workload",
+        "compressor",
+        "profile",
+        "dataset",
+        "data_root",
+        "device",
+        "seed",
+        "backends",
+        "measure",
+        "results",
+        "resume",
+    )
     return {k: getattr(args, k, None) for k in keys}

@@ -35,9 +35,23 @@ document.querySelectorAll('table.runs th').forEach(function (th, col) {
 </script>
 """
 TABLE_COLUMNS = (
-    "run_id", "workload", "dataset", "compressor", "compressor_args", "status", "execution", "baseline.accuracy",
-    "compressed.accuracy", "baseline.latency_p50_ms", "compressed.latency_p50_ms", "compressed.throughput",
-    "compressed.params", "compressed.flops", "compressed.size_bytes", "speedup.ideal_flops", "speedup.achieved_bs1",
+    "run_id",
+    "workload",
+    "dataset",
+    "compressor",
+    "compressor_args",
+    "status",
+    "execution",
+    "baseline.accuracy",
+    "compressed.accuracy",
+    "baseline.latency_p50_ms",
+    "compressed.latency_p50_ms",
+    "compressed.throughput",
+    "compressed.params",
+    "compressed.flops",
+    "compressed.size_bytes",
+    "speedup.ideal_flops",
+    "speedup.achieved_bs1",
 )
 
 
@@ -51,12 +65,31 @@ def workload_figure(workload: str, rows: list[dict[str, Any]]) -> go.Figure:
     for compressor in sorted({r["compressor"] for r in rows}):
         group = [r for r in rows if r["compressor"] == compressor]
         hover = [_hover(r) for r in group]
-        common = {"mode": "markers", "name": compressor, "hovertext": hover, "hoverinfo": "text+x+y",
-                  "legendgroup": compressor, "marker": {"size": 10}}
-        fig.add_trace(go.Scatter(x=[r["compressed.latency_p50_ms"] for r in group],
-                                 y=[r["compressed.accuracy"] for r in group], **common), row=1, col=1)
-        fig.add_trace(go.Scatter(x=[r["compressed.size_bytes"] for r in group],
-                                 y=[r["compressed.accuracy"] for r in group], showlegend=False, **common), row=1, col=2)
+        common = {
+            "mode": "markers",
+            "name": compressor,
+            "hovertext": hover,
+            "hoverinfo": "text+x+y",
+            "legendgroup": compressor,
+            "marker": {"size": 10},
+        }
+        fig.add_trace(
+            go.Scatter(
+                x=[r["compressed.latency_p50_ms"] for r in group], y=[r["compressed.accuracy"] for r in group], **common
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[r["compressed.size_bytes"] for r in group],
+                y=[r["compressed.accuracy"] for r in group],
+                showlegend=False,
+                **common,
+            ),
+            row=1,
+            col=2,
+        )
     fig.update_xaxes(title_text="latency p50 (ms)", row=1, col=1)
     fig.update_xaxes(title_text="state_dict bytes", type="log", row=1, col=2)
     fig.update_yaxes(title_text="metric")
@@ -91,8 +124,10 @@ def build_report(loaded: LoadResult, out: str | Path, title: str = "Compression 
     if loaded.errors:
         items = "".join(f"<li>{html.escape(e)}</li>" for e in loaded.errors)
         parts.append(f"<h2>Unreadable records (skipped)</h2><ul>{items}</ul>")
-    style = ("<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;font-size:12px}"
-             "td,th{border:1px solid #ccc;padding:3px 6px} th{cursor:pointer;background:#eee}</style>")
+    style = (
+        "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;font-size:12px}"
+        "td,th{border:1px solid #ccc;padding:3px 6px} th{cursor:pointer;background:#eee}</style>"
+    )
     document = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{style}</head>"
     document += f"<body>{''.join(parts)}{SORT_SCRIPT}</body></html>"
     out = Path(out)

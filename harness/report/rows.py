@@ -58,7 +58,16 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
 
 
 EXPORT_COLUMNS = (
-    "run_id", "workload", "dataset", "compressor", "status", "baseline.accuracy", "compressed.accuracy",
-    "compressed.latency_p50_ms", "compressed.throughput", "compressed.params", "compressed.flops",
+    "run_id",
+    "workload",
+    "dataset",
+    "compressor",
+    "status",
+    "baseline.accuracy",
+    "compressed.accuracy",
+    "compressed.latency_p50_ms",
+    "compressed.throughput",
+    "compressed.params",
+    "compressed.flops",
     "compressed.size_bytes",
 )
