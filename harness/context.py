@@ -12,6 +12,7 @@ from typing import Any
 from torch import nn
 
 from harness.config import RunConfig
+from harness.meters.energy_run import PhaseEnergyMeter
 from harness.train import Callback, OptimizerFactory, Trainer
 from workloads.base import Recipe, Workload
 
@@ -63,11 +64,14 @@ class RunContext:
 
     @contextmanager
     def phase(self, name: str) -> Iterator[dict[str, Any]]:
-        """Time a phase of the compression (recorded in the run record's ``phases``)."""
+        """Time a phase of the compression and meter its energy (recorded in the run record's ``phases``)."""
         entry: dict[str, Any] = {"name": name}
         start = time.perf_counter()
+        meter = PhaseEnergyMeter(self.device)
         try:
-            yield entry
+            with meter:
+                yield entry
         finally:
             entry["seconds"] = time.perf_counter() - start
+            entry["energy"] = meter.result
             self.phases.append(entry)

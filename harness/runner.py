@@ -20,7 +20,8 @@ from harness.baseline import get_baseline
 from harness.config import RunConfig, convert_recipe_overrides
 from harness.context import RunContext
 from harness.environment import commit_info, machine_info
-from harness.measure import measure_model
+from harness.measure import compare_interleaved, measure_model
+from harness.meters.energy_run import PhaseEnergyMeter, break_even_table
 from harness.speedup import speedup_table
 from harness.store import ResultsStore
 from workloads import WORKLOADS
@@ -133,7 +134,9 @@ def _run_phases(
     record["baseline_training"] = baseline_info
     ctx = RunContext(workload=workload, config=config, run_dir=run_dir)
     seed_everything(config.seed)
-    result = _timed(timings, "compress", compressor.apply, copy.deepcopy(baseline), ctx)
+    with PhaseEnergyMeter(config.device) as compression_energy:
+        result = _timed(timings, "compress", compressor.apply, copy.deepcopy(baseline), ctx)
+    record["compression_energy"] = compression_energy.result
     record["phases"] = ctx.phases
     record["compressor"]["summary"] = result.summary
     record["compressor"]["execution"] = result.execution
@@ -142,6 +145,15 @@ def _run_phases(
     record["compressed"] = _timed(
         timings, "measure_compressed", measure_model, result.model, *args, run_dir / "compressed", result.weight_bits
     )
-    record["variants"] = {name: measure_model(model, *args, run_dir / name) for name, model in result.variants.items()}
-    record["speedup"] = speedup_table(record["baseline"], record["compressed"], record["variants"])
+    record["variants"] = {
+        name: measure_model(model, *args, run_dir / name, result.weight_bits) for name, model in result.variants.items()
+    }
+    record["speedup"] = speedup_table(
+        record["baseline"], record["compressed"], record["variants"], execution=result.execution
+    )
+    record["speedup"]["interleaved"] = {
+        name: compare_interleaved(baseline, model, workload, config.backends, config.measure, config.device)
+        for name, model in {"compressed": result.model, **result.variants}.items()
+    }
+    record["break_even"] = break_even_table(record["compression_energy"], record["baseline"], record["compressed"])
     torch.save(result.model.state_dict(), run_dir / "compressed_state_dict.pt")

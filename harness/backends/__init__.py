@@ -6,6 +6,11 @@ from harness.backends.base import BACKENDS, Backend, BackendUnavailable, Runnabl
 
 for _name, _target in {
     "eager": "harness.backends.eager:EagerBackend",
+    "compile": "harness.backends.compile:CompileBackend",
+    "onnxruntime": "harness.backends.onnxruntime:OnnxRuntimeBackend",
+    "tensorrt": "harness.backends.tensorrt:TensorRTBackend",
+    "tensorrt-fp16": "harness.backends.tensorrt:TensorRTFP16Backend",
+    "tensorrt-int8": "harness.backends.tensorrt:TensorRTINT8Backend",
 }.items():
     BACKENDS.register_lazy(_name, _target)
 

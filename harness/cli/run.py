@@ -44,6 +44,6 @@ def _print_summary(record: dict[str, Any]) -> None:
                 lat = entry["single_stream"]["host_latency"]
                 line += f"  {name}: p50={lat['p50']:.3f} ms, {entry['offline']['best_samples_per_s']:.0f} samples/s"
             else:
-                line += f"  {name}: skipped ({entry.get('reason')})"
+                line += f"  {name}: {entry.get('status')} ({entry.get('reason') or entry.get('error')})"
         print(line)
     del metric

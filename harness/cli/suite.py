@@ -26,7 +26,7 @@ def add_parser(sub: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from harness.runner import execute
+    from harness.runner import execute, prepare
 
     entries = expand_suite(load_suite(args.file))
     configs = [to_run_config(e, {"results": args.results, "device": args.device}) for e in entries]
@@ -34,6 +34,7 @@ def handle(args: argparse.Namespace) -> int:
     for index, config in enumerate(configs, 1):
         label = f"[{index}/{len(configs)}] {config.workload} x {config.compressor} ({config.dataset or 'default'})"
         store = ResultsStore(config.results)
+        prepare(config)  # validates and resolves defaults (e.g. the dataset) so the hash matches the stored one
         done = store.find_completed(config.config_hash())
         if done:
             print(f"{label}: already recorded as {done['run_id']}, skipped", flush=True)

@@ -7,6 +7,7 @@ matmul or attention variant) makes the count an error rather than a silent under
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -20,6 +21,26 @@ HEAVY_OP_MARKERS = ("conv", "mm", "matmul", "linear", "attention", "einsum", "ls
 
 class MissingFlopFormulaError(RuntimeError):
     pass
+
+
+def _rnn_layer_flops(input_shape: Any, w_ih_shape: Any, w_hh_shape: Any, *args: Any, **kwargs: Any) -> int:
+    """One RNN/LSTM/GRU layer and direction: per time step and sample, the input and recurrent matmuls cost
+    2 x (gates x hidden x input + gates x hidden x hidden) FLOPs; the gate non-linearities are not counted (as for
+    every other element-wise op in FlopCounterMode)."""
+    steps_times_batch = math.prod(input_shape[:-1])
+    return 2 * steps_times_batch * (math.prod(w_ih_shape) + math.prod(w_hh_shape))
+
+
+def _register_rnn_formula() -> None:
+    """CPU LSTMs dispatch to ``aten.mkldnn_rnn_layer``, which FlopCounterMode has no formula for."""
+    from torch.utils.flop_counter import flop_registry, register_flop_formula
+
+    op = getattr(torch.ops.aten, "mkldnn_rnn_layer", None)
+    if op is not None and op not in flop_registry and op.default not in flop_registry:
+        register_flop_formula(op)(_rnn_layer_flops)
+
+
+_register_rnn_formula()
 
 
 class _OpRecorder(TorchDispatchMode):
@@ -38,7 +59,7 @@ def count_flops(model: nn.Module, inputs: tuple[Any, ...], strict: bool = True) 
 
     was_training = model.training
     model.eval()
-    counter = FlopCounterMode(display=False, depth=None)
+    counter = FlopCounterMode(display=False, depth=None)  # type: ignore[arg-type]  # None = every depth
     recorder = _OpRecorder()
     with torch.no_grad(), counter, recorder:
         model(*inputs)
@@ -59,10 +80,27 @@ def count_flops(model: nn.Module, inputs: tuple[Any, ...], strict: bool = True) 
         "flops": total,
         "macs": total // 2,
         "per_module": per_module,
+        "per_leaf_module": leaf_flops(model, per_module),
         "unsupported_ops": unsupported,
         "heavy_unsupported_ops": heavy,
         "batch_size": int(_batch_size(inputs)),
     }
+
+
+def leaf_flops(model: nn.Module, per_module: dict[str, int]) -> dict[str, int]:
+    """FLOPs of leaf modules keyed by their ``named_modules`` path.
+
+    FlopCounterMode names modules ``<RootClass>.<path>`` and counts a parent's FLOPs again at every level, so only
+    leaves (modules without children) can be summed or weighted per layer.
+    """
+    root = type(model).__name__
+    leaves = {name for name, module in model.named_modules() if name and not any(True for _ in module.children())}
+    result: dict[str, int] = {}
+    for name, flops in per_module.items():
+        path = name[len(root) + 1 :] if name.startswith(root + ".") else name
+        if path in leaves:
+            result[path] = result.get(path, 0) + flops
+    return result
 
 
 def _batch_size(inputs: tuple[Any, ...]) -> int:

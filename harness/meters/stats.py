@@ -65,3 +65,84 @@ def summarize(samples: Sequence[float], gpu: bool = False) -> dict[str, Any]:
         "iqr_over_median": iqr_ratio,
         "flags": flags,
     }
+
+
+def _bootstrap_medians(values: Any, resamples: int, rng: Any) -> Any:
+    """Nearest-rank medians of ``resamples`` resamples with replacement, in chunks of <= ~2M drawn elements."""
+    import numpy as np
+
+    n = values.size
+    rank = math.ceil(n * 0.5) - 1
+    chunk = max(1, 2_000_000 // n)
+    medians = []
+    for begin in range(0, resamples, chunk):
+        index = rng.integers(0, n, size=(min(chunk, resamples - begin), n))
+        medians.append(np.partition(values[index], rank, axis=1)[:, rank])
+    return np.concatenate(medians)
+
+
+def bootstrap_ratio_ci(
+    numerator: Sequence[float],
+    denominator: Sequence[float],
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Ratio of medians ``median(numerator) / median(denominator)`` with a percentile-bootstrap interval (§9).
+
+    The two samples are resampled independently (they come from separate timing loops); medians are nearest-rank
+    as everywhere else in the harness. A speedup is ``bootstrap_ratio_ci(dense_times, compressed_times)``.
+
+    Returns:
+        ``{"ratio", "low", "high", "confidence", "resamples", "n_numerator", "n_denominator"}``.
+    """
+    import numpy as np
+
+    if not numerator or not denominator:
+        raise ValueError("bootstrap_ratio_ci needs samples on both sides")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    a = np.asarray(numerator, dtype=float)
+    b = np.asarray(denominator, dtype=float)
+    rng = np.random.default_rng(seed)
+    med_a = _bootstrap_medians(a, resamples, rng)
+    med_b = _bootstrap_medians(b, resamples, rng)
+    ratios = med_a / np.maximum(med_b, 1e-300)
+    alpha = (1.0 - confidence) / 2.0
+    return {
+        "ratio": nearest_rank(sorted(a.tolist()), 50) / nearest_rank(sorted(b.tolist()), 50),
+        "low": float(np.quantile(ratios, alpha)),
+        "high": float(np.quantile(ratios, 1.0 - alpha)),
+        "confidence": confidence,
+        "resamples": resamples,
+        "n_numerator": int(a.size),
+        "n_denominator": int(b.size),
+    }
+
+
+def aa_spread(first: Sequence[float], second: Sequence[float], **kwargs: Any) -> float:
+    """Relative spread of an A-vs-A comparison: how far from 1 the A/A ratio's bootstrap interval reaches.
+
+    Two sets of samples of the *same* configuration (interleaved halves of one run, or two runs of A) show how large a
+    "difference" noise alone produces; §9 calls any A-vs-B difference smaller than this "no difference".
+    """
+    ci = bootstrap_ratio_ci(first, second, **kwargs)
+    return max(abs(ci["ratio"] - 1.0), abs(ci["low"] - 1.0), abs(ci["high"] - 1.0))
+
+
+def compare_to_aa(ratio_ci: dict[str, Any], spread: float) -> str:
+    """Verdict of an A-vs-B ratio (A time / B time) against the A/A spread (METHODOLOGY §9).
+
+    "no difference" when the ratio lies within ``1 +/- spread`` or its confidence interval contains 1; otherwise
+    "B faster" (ratio > 1: A takes longer) or "B slower".
+    """
+    ratio = ratio_ci["ratio"]
+    if abs(ratio - 1.0) <= spread or ratio_ci["low"] <= 1.0 <= ratio_ci["high"]:
+        return "no difference"
+    return "B faster" if ratio > 1.0 else "B slower"
+
+
+def interleaved_halves(samples: Sequence[float]) -> tuple[list[float], list[float]]:
+    """Even- and odd-indexed samples of one timing loop: an A/A pair measured by interleaving (A, A', A, A', ...)."""
+    values = list(samples)
+    return values[0::2], values[1::2]

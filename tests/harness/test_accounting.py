@@ -1,0 +1,127 @@
+"""Accounting formulas (METHODOLOGY §6-8) and speedup tables on hand-computed cases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from harness.meters import accounting as acc
+from harness.meters.flops import count_flops
+from harness.speedup import compare
+
+
+def _linear(weight: list[list[float]]) -> nn.Linear:
+    layer = nn.Linear(len(weight[0]), len(weight), bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor(weight))
+    return layer
+
+
+def test_effective_flops_unstructured_counts_density() -> None:
+    model = nn.Sequential(_linear([[1, 0, 0, 0], [1, 1, 1, 0]]))  # density 4/8, row 2 breaks 2:4
+    flops = count_flops(model, (torch.ones(1, 4),))
+    assert flops["flops"] == 16 and flops["per_leaf_module"] == {"0": 16}  # 2 * 1 * 4 * 2
+    eff = acc.effective_flops(model, flops["flops"], flops["per_leaf_module"])
+    assert eff["per_layer"]["0"]["pattern"] == "unstructured"
+    assert eff["effective_flops"] == pytest.approx(8.0)
+
+
+def test_effective_flops_two_four_counts_half_whatever_the_density() -> None:
+    model = nn.Sequential(_linear([[1, 1, 0, 0], [0, 1, 0, 0]]), nn.ReLU(), _linear([[1.0, 2.0]]))
+    flops = count_flops(model, (torch.ones(1, 4),))
+    assert flops["flops"] == 16 + 4
+    eff = acc.effective_flops(model, flops["flops"], flops["per_leaf_module"])
+    assert eff["per_layer"]["0"]["pattern"] == "2:4" and eff["per_layer"]["0"]["factor"] == 0.5
+    assert eff["per_layer"]["2"]["pattern"] == "dense"
+    assert eff["effective_flops"] == pytest.approx(8 + 4)
+
+
+def test_lstm_flop_formula() -> None:
+    flops = count_flops(nn.LSTM(8, 16, num_layers=2), (torch.randn(5, 2, 8),))
+    # per layer: 2 * T*B * (4H*I + 4H*H) = 2*10*(64*8 + 64*16) + 2*10*(64*16 + 64*16)
+    assert flops["flops"] == 30720 + 40960
+
+
+def test_bops_only_quantized_layers() -> None:
+    result = acc.bops({"fc": 16, "head": 100}, {"fc.weight": 4, "activation:fc": 8, "head.weight": 32})
+    assert result["bops"] == 8 * 4 * 8  # MACs = 16 / 2
+    assert result["float_reference_bops"] == 8 * 32 * 32
+    assert result["ratio"] == pytest.approx(1 / 32)
+    assert list(result["per_layer"]) == ["fc"]
+    assert acc.bops({"fc": 16}, {"fc.weight": 2})["per_layer"]["fc"]["activation_bits"] == 32
+
+
+def test_storage_formulas() -> None:
+    assert acc.dense_bits(100, 32) == 3200
+    assert acc.quantized_bits(100, 4, scales=2) == 100 * 4 + 2 * 32
+    assert acc.csr_bytes(rows=10, nonzeros=5, element_bytes=4) == 10 * 8 + (8 + 4) * 5
+    assert acc.n_m_bits(16, 16) == pytest.approx(9 / 16 * 16 * 16)  # 2:4 fp16 = 9/16 of dense
+    assert acc.n_m_bits(16, 8) == pytest.approx(10 / 16 * 16 * 8)  # 2:4 int8 = 10/16 of dense
+    assert acc.task_mask_bits(1000, tasks=3) == 3000
+
+
+def test_tensor_bits_picks_smallest_format() -> None:
+    sparse = torch.zeros(4, 4)
+    sparse[0, 0] = sparse[2, 1] = 1.0
+    entry = acc.tensor_bits(sparse)
+    assert entry["options"]["dense"] == 512
+    assert entry["options"]["csr"] == 8 * (4 * 8 + 12 * 2)
+    assert entry["options"]["2:4"] == pytest.approx(8 * (32 + 2))
+    assert entry["best"] == "2:4"
+    scattered = torch.zeros(4, 8)
+    scattered[0, :3] = 1.0  # 3 nonzeros in one group of 4: CSR but not 2:4
+    entry = acc.tensor_bits(scattered)
+    assert "2:4" not in entry["options"] and entry["best"] == "csr"
+    assert acc.tensor_bits(torch.ones(3, 3), bits=4)["bits"] == 36
+
+
+def test_theoretical_size_adds_extras() -> None:
+    model = nn.Linear(4, 2)
+    size = acc.theoretical_size(model, {"weight": 2, "extra:scales": 64})
+    assert size["dense_bits"] == 8 * 2 + 2 * 32 + 64
+    assert size["extra_bits"] == 64
+
+
+def test_roofline() -> None:
+    assert acc.roofline_seconds(1e9, 1e6, 1e10, 1e9) == pytest.approx(0.1)
+    point = acc.roofline(1e6, 1e9, {"peak_flops_per_s": 1e10, "bandwidth_bytes_per_s": 1e9})
+    assert point["bound"] == "memory" and point["seconds"] == pytest.approx(1.0)
+    assert acc.ideal_speedup(2.0, 0.5) == 4.0 and acc.efficiency(2.0, 4.0) == 0.5
+    masked = nn.Linear(8, 8)
+    with torch.no_grad():
+        masked.weight[:, :4] = 0
+    assert acc.stored_weight_bytes(masked) == acc.stored_weight_bytes(nn.Linear(8, 8))  # pruned-but-dense moves all
+
+
+def _measured(flops: int, effective: float, roof_s: float, samples: Path, p50: float) -> dict[str, Any]:
+    return {
+        "flops": {"flops": flops, "effective_flops": effective},
+        "roofline": {"by_batch": {"1": {"seconds": roof_s}}},
+        "backends": {
+            "eager": {
+                "status": "ok",
+                "single_stream": {"host_latency": {"p50": p50}, "samples_path": str(samples)},
+                "offline": {"sweep": [{"batch_size": 1, "latency_ms": p50}]},
+            }
+        },
+    }
+
+
+def test_speedup_of_masked_model_has_ideal_one(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("\n".join(["2.0"] * 40))
+    b.write_text("\n".join(["1.0"] * 40))
+    dense = _measured(100, 100, 4.0, a, 2.0)
+    masked = _measured(100, 50, 4.0, b, 1.0)
+    table = compare(dense, masked, execution="simulated")
+    assert table["execution"] == "simulated"
+    assert table["ideal_flops"] == 1.0 and table["ideal_roofline_bs1"] == 1.0
+    assert table["ideal_effective_flops"] == 2.0
+    eager = table["backends"]["eager"]
+    assert eager["achieved_bs1_p50"] == 2.0 and eager["efficiency_bs1"] == 2.0
+    assert eager["achieved_bs1_ci"]["low"] == 2.0 and eager["achieved_bs1_ci"]["verdict"] == "faster"
+    assert eager["by_batch"]["1"]["efficiency_roofline"] == 2.0
