@@ -10,6 +10,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+import plotly.colors
 import plotly.graph_objects as go
 from plotly.io import to_html
 from plotly.subplots import make_subplots
@@ -62,7 +63,8 @@ def _hover(row: dict[str, Any]) -> str:
 
 def workload_figure(workload: str, rows: list[dict[str, Any]]) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=("accuracy vs latency (bs 1, p50)", "accuracy vs size"))
-    for compressor in sorted({r["compressor"] for r in rows}):
+    palette = plotly.colors.qualitative.Plotly
+    for index, compressor in enumerate(sorted({r["compressor"] for r in rows})):
         group = [r for r in rows if r["compressor"] == compressor]
         hover = [_hover(r) for r in group]
         common = {
@@ -71,7 +73,7 @@ def workload_figure(workload: str, rows: list[dict[str, Any]]) -> go.Figure:
             "hovertext": hover,
             "hoverinfo": "text+x+y",
             "legendgroup": compressor,
-            "marker": {"size": 10},
+            "marker": {"size": 10, "color": palette[index % len(palette)]},
         }
         fig.add_trace(
             go.Scatter(
