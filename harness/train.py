@@ -154,8 +154,6 @@ class Trainer:
         return total / max(count, 1)
 
     def _log_epoch(self, metrics: dict[str, float], epochs: int) -> None:
-        if not self.progress:
-            return
         metric = self.workload.info.metric
         done = int(metrics["epoch"])
         elapsed = time.perf_counter() - self._t0
