@@ -54,7 +54,12 @@ def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, epochs: int
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=recipe.step_size, gamma=recipe.gamma)
     if recipe.schedule == "none":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    raise ValueError(f"Unknown schedule {recipe.schedule!r} in recipe; use cosine, step or none")
+    if recipe.schedule == "exponential":
+        # constant lr for `step_size` epochs, then x`gamma` after every epoch (Zaremba et al. 2014, section 4)
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda epoch: recipe.gamma ** max(0, epoch + 1 - recipe.step_size)
+        )
+    raise ValueError(f"Unknown schedule {recipe.schedule!r} in recipe; use cosine, step, exponential or none")
 
 
 class Trainer:

@@ -40,7 +40,7 @@ class Recipe:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 0.0
-    schedule: str = "cosine"  # cosine | step | none
+    schedule: str = "cosine"  # cosine | step | exponential | none
     step_size: int = 30
     gamma: float = 0.1
     grad_clip: float | None = None
