@@ -9,5 +9,11 @@ COMPRESSORS: Registry = Registry("compressor", entry_point_group="compression_be
 # Lazy entries: "module:attr" is imported only when the compressor is used.
 for _name, _target in {
     "none": "compressors.none:NoCompression",
+    "qnn": "compressors.qnn:QNN",
+    "dsd": "compressors.dsd:DSD",
+    "llr": "compressors.dsd:LLR",
+    "taylor": "compressors.taylor:TaylorPruning",
+    "lns_madam": "compressors.lns_madam:LNSMadamCompressor",
+    "ternary_rnn": "compressors.ternary_rnn:TernaryRNN",
 }.items():
     COMPRESSORS.register_lazy(_name, _target)
