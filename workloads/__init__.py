@@ -13,6 +13,21 @@ for _name, _target in {
     "resnet34": "workloads.resnet:ResNet34",
     "resnet50": "workloads.resnet:ResNet50",
     "resnet101": "workloads.resnet:ResNet101",
+    "lstm_lm": "workloads.language_model:LSTMLanguageModel",
+    "gru_lm": "workloads.language_model:GRULanguageModel",
+    "lstm_char": "workloads.language_model:LSTMCharModel",
+    "gru_char": "workloads.language_model:GRUCharModel",
+    "bert": "workloads.bert:BertWorkload",
+    "deepspeech2": "workloads.deepspeech2:DeepSpeech2Workload",
+    "cifar_resnet18": "workloads.cifar_resnet:CifarResNet18",
+    "cifar_resnet34": "workloads.cifar_resnet:CifarResNet34",
+    "vgg16": "workloads.vgg:VGG16",
+    "vgg16_bn": "workloads.vgg:VGG16BN",
+    "alexnet": "workloads.alexnet:AlexNetWorkload",
+    "alexnet_bn": "workloads.alexnet:AlexNetBNWorkload",
+    "mobilenet_v2": "workloads.mobilenet:MobileNetV2Workload",
+    "mlp": "workloads.mlp:MLPWorkload",
+    "lenet3": "workloads.mlp:LeNet3Workload",
 }.items():
     WORKLOADS.register_lazy(_name, _target)
 

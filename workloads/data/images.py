@@ -111,8 +111,11 @@ IDX_EXPECTED = "IDX (big-endian magic 0x00000803 for images / 0x00000801 for lab
 def read_idx(path: Path) -> np.ndarray:
     """Parse one IDX file (the MNIST format): magic, dims, then uint8 data."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (gzip.BadGzipFile, EOFError) as exc:  # a truncated or non-gzip ".gz" file
+        raise DatasetFormatError(path, IDX_EXPECTED, f"cannot decompress: {exc}") from exc
     if len(raw) < 8:
         raise DatasetFormatError(path, IDX_EXPECTED, f"file is only {len(raw)} bytes")
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
@@ -145,7 +148,8 @@ def _idx_reader(name: str, system_dirs: Sequence[Path], how_to_get: str) -> Call
         image_path, label_path = _find_idx(name, dirs, how_to_get, split)
         images, labels = read_idx(image_path), read_idx(label_path)
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise DatasetFormatError(image_path, IDX_EXPECTED, f"images {images.shape} do not match labels {labels.shape}")
+            problem = f"images {images.shape} do not match labels {labels.shape}"
+            raise DatasetFormatError(image_path, IDX_EXPECTED, problem)
         return ImageSet(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
 
     return reader
@@ -157,7 +161,9 @@ read_fashion_mnist = _idx_reader(
     "apt-get install -y dataset-fashion-mnist (installs the IDX files in /usr/share/datasets/fashion-mnist)",
 )
 read_mnist = _idx_reader(
-    "mnist", [Path("/usr/share/datasets/mnist")], "place the four MNIST IDX files (e.g. train-images-idx3-ubyte.gz) in DIR/mnist"
+    "mnist",
+    [Path("/usr/share/datasets/mnist")],
+    "place the four MNIST IDX files (e.g. train-images-idx3-ubyte.gz) in DIR/mnist",
 )
 
 
@@ -175,17 +181,30 @@ def _cifar_reader(name: str, folder: str, train_files: list[str], val_files: lis
                 [d / f for d in dirs for f in files] or [f"<--data-root>/{folder}/{files[0]}"],
                 f"download the CIFAR 'python version' archive from the CIFAR page and extract it under DIR/{folder}",
             )
-        images, labels = [], []
-        for f in files:
-            with open(directory / f, "rb") as fh:
-                batch = pickle.load(fh, encoding="latin1")
-            if "data" not in batch or label_key not in batch:
-                raise DatasetFormatError(directory / f, f"CIFAR pickle dict with 'data' and '{label_key}'", "keys missing")
-            images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            labels.extend(batch[label_key])
-        return ImageSet(torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.long))
+        batches = [_read_cifar_batch(directory / f, label_key) for f in files]
+        images = np.concatenate([b[0] for b in batches])
+        labels = torch.from_numpy(np.concatenate([b[1] for b in batches]))
+        return ImageSet(torch.from_numpy(images), labels)
 
     return reader
+
+
+def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR python batch: a pickled dict with uint8 'data' [N, 3072] (R, G, B planes) and N labels."""
+    expected = f"CIFAR python pickle: dict with 'data' (N x 3072 uint8) and '{label_key}' (N ints)"
+    try:
+        with open(path, "rb") as fh:
+            batch = pickle.load(fh, encoding="latin1")
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as exc:
+        raise DatasetFormatError(path, expected, f"not a readable pickle ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(batch, dict) or "data" not in batch or label_key not in batch:
+        found = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise DatasetFormatError(path, expected, f"keys missing (found {found})")
+    data = np.asarray(batch["data"], dtype=np.uint8)
+    labels = np.asarray(batch[label_key], dtype=np.int64).reshape(-1)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != labels.shape[0]:
+        raise DatasetFormatError(path, expected, f"'data' has shape {data.shape} for {labels.shape[0]} labels")
+    return data.reshape(-1, 3, 32, 32), labels
 
 
 read_cifar10 = _cifar_reader(
@@ -224,9 +243,13 @@ def read_imagenet(split: str, root: str | None = None, size: int | None = None) 
             candidates or ["<--data-root>/imagenet/train", "<--data-root>/imagenet/val"],
             "prepare ILSVRC-2012 as class sub-folders (the torchvision ImageFolder layout) under DIR/imagenet",
         )
-    folder = ImageFolder(str(directory))
+    expected = "ImageFolder: <split>/<class_name>/<image file>"
+    try:
+        folder = ImageFolder(str(directory))
+    except FileNotFoundError as exc:  # torchvision's "no class folder" / "no valid file" errors
+        raise DatasetFormatError(directory, expected, str(exc)) from exc
     if len(folder) == 0:
-        raise DatasetFormatError(directory, "ImageFolder: <split>/<class_name>/<image file>", "no images found")
+        raise DatasetFormatError(directory, expected, "no images found")
     loader = _FolderImages(folder, size or 224)
     return ImageSet(None, torch.tensor(folder.targets, dtype=torch.long), loader)
 
