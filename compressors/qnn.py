@@ -44,12 +44,14 @@ from compressors.qnn_layers import (
     ShiftBatchNorm,
     from_float,
 )
+from compressors.qnn_rnn import QuantRNN
 from compressors.quant import quantize_gradient
 from harness.context import RunContext
 from harness.train import Callback, Trainer
 from workloads.base import Recipe
 
 QUANT_TYPES = (QuantLinear, QuantConv2d)
+RECURRENT_TYPES = (nn.LSTM, nn.GRU)
 
 
 @dataclass
@@ -127,7 +129,13 @@ class ClipWeights(Callback):
 
 
 def quantize_model(model: nn.Module, cfg: QNNConfig) -> nn.Module:
-    """Replace Linear/Conv2d (the first one gets fixed-point input), ReLU -> Hardtanh, BN -> shift BN if asked."""
+    """Replace Linear/Conv2d (the first one gets fixed-point input), ReLU -> Hardtanh, BN -> shift BN if asked.
+
+    A model with LSTM/GRU layers has those replaced by :class:`QuantRNN` instead, and its embedding and softmax
+    layers stay float (the paper's quantized RNNs quantize the recurrent layers' products; see ``qnn_rnn``).
+    """
+    if any(isinstance(m, RECURRENT_TYPES) for m in model.modules()):
+        return _quantize_recurrent(model, cfg)
     first_done = False
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
@@ -143,6 +151,16 @@ def quantize_model(model: nn.Module, cfg: QNNConfig) -> nn.Module:
                 setattr(parent, name, ShiftBatchNorm.from_batchnorm(child))
     if cfg.output_bn:
         _add_output_bn(model, cfg)
+    return model
+
+
+def _quantize_recurrent(model: nn.Module, cfg: QNNConfig) -> nn.Module:
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, RECURRENT_TYPES):
+                quant = dict(w_bits=cfg.w_bits, a_bits=cfg.a_bits, stochastic=cfg.stochastic,
+                             weight_quant=cfg.weight_quant, g_bits=cfg.g_bits or None)  # fmt: skip
+                setattr(parent, name, QuantRNN.from_float(child, **quant))
     return model
 
 
@@ -196,6 +214,9 @@ def constant_input_layers(model: nn.Module, inputs: tuple[torch.Tensor, ...]) ->
 
 
 def is_fully_binary(model: nn.Module) -> bool:
+    """Every quantized layer binary and runnable by the packed kernel (recurrent layers are not)."""
+    if any(isinstance(m, QuantRNN) for m in model.modules()):
+        return False
     layers = [m for m in model.modules() if isinstance(m, QUANT_TYPES)]
     return bool(layers) and all(
         m.w_bits == 1 and (m.a_bits == 1 or m.first) and not (isinstance(m, QuantConv2d) and m.groups != 1)
@@ -210,7 +231,7 @@ class QNN(Compressor):
         paper="1609.07061",
         kind="quantization",
         needs_data=True,
-        supports=("cnn", "mlp"),
+        supports=("cnn", "mlp", "rnn"),
         description="binarized / k-bit weights and activations with STE; packed XNOR-popcount inference",
     )
     Config = QNNConfig
@@ -262,7 +283,20 @@ class QNN(Compressor):
                     values = torch.unique(m.quant_weight()).numel()
                 layers[name] = {"w_bits": m.w_bits, "a_bits": f"fixed-point {m.input_bits}" if m.first else m.a_bits,
                                 "distinct_weight_values": int(values), "params": m.weight.numel()}  # fmt: skip
+            elif isinstance(m, QuantRNN):
+                layers.update(_recurrent_summary(name, m))
         return {"config": cfg.to_dict(), "layers": layers, "training": history[-1] if history else {}}
+
+
+def _recurrent_summary(name: str, rnn: QuantRNN) -> dict[str, Any]:
+    with torch.no_grad():
+        weights = rnn.quantized_weights()
+    rows = {}
+    for param, w in weights.items():
+        a_bits = "float (embedding)" if param == "weight_ih_l0" else rnn.a_bits
+        rows[f"{name}.{param}"] = {"w_bits": rnn.w_bits, "a_bits": a_bits, "params": w.numel(),
+                                   "distinct_weight_values": int(torch.unique(w).numel())}  # fmt: skip
+    return rows
 
 
 def layer_weight_bits(model: nn.Module) -> dict[str, float]:
@@ -276,4 +310,12 @@ def layer_weight_bits(model: nn.Module) -> dict[str, float]:
             a_bits = m.input_bits if m.first else m.a_bits
             if a_bits < FULL_PRECISION:
                 bits[f"activation:{name}"] = float(a_bits)
+        elif isinstance(m, QuantRNN) and m.w_bits < FULL_PRECISION:
+            weights = {param: p.numel() for param, p in m.named_parameters() if param.startswith("weight_")}
+            bits.update({f"{name}.{param}": float(m.w_bits) for param in weights})
+            bits[f"{name}.weight"] = float(m.w_bits)  # BOPs key: the module's matmuls are counted at its name
+            # the first layer's input (the embedding) stays float: MAC-weighted mean input bits (BOPs are linear)
+            float_macs = weights["weight_ih_l0"]
+            total = sum(weights.values())
+            bits[f"activation:{name}"] = (float_macs * FULL_PRECISION + (total - float_macs) * m.a_bits) / total
     return bits
