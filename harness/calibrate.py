@@ -12,11 +12,11 @@ known GPUs are recorded beside the measured ones, never instead of them.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from typing import Any
 
 import torch
-from torch.utils import benchmark
 
 # Datasheet peaks (dense, no sparsity) for devices named in METHODOLOGY §8; looked up by substring of the GPU name.
 DATASHEET = {
@@ -27,6 +27,10 @@ DATASHEET = {
 
 
 def _timer_seconds(stmt: str, globals_: dict[str, Any], min_run_time: float, threads: int) -> float:
+    # imported here, quietly: it pulls in torch.utils.cpp_extension, which warns "No CUDA runtime" on CPU hosts
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils import benchmark
+
     timer = benchmark.Timer(stmt=stmt, globals=globals_, num_threads=threads)
     return float(timer.blocked_autorange(min_run_time=min_run_time).median)
 
