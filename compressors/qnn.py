@@ -8,7 +8,9 @@ the harness Trainer, and a callback clips the real weights to [-1, 1] after ever
 optionally quantizes the weight gradients to ``g_bits``. A fully binary model (``w_bits = a_bits = 1``) is then
 converted into an inference model whose binary layers run the packed XNOR-popcount kernel
 (:mod:`compressors.kernels`): that model is returned with ``execution='executed'`` and the fake-quant model as the
-``fake_quant`` variant. Any other bit widths give ``execution='simulated'``.
+``fake_quant`` variant. Any other bit widths give ``execution='simulated'``. In a recurrent model (LSTM/GRU language
+models) the recurrent layers become :class:`compressors.qnn_rnn.QuantRNN` (k-bit weights and k-bit recurrent-state
+inputs, §5's quantized RNNs) and the embedding and softmax stay float; those runs are always simulated.
 
 Faithful: eq. (1) sign with sign(0) = +1, eq. (2) stochastic binarization, eq. (4) STE with the |r| <= 1 cancel,
 real-weight clipping, LinearQuant/LogQuant (§4), the first layer on 8-bit fixed-point input (§2.5), shift-based BN
