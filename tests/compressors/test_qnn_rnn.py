@@ -28,8 +28,7 @@ def test_float_quant_rnn_equals_torch_rnn(cls: type[nn.RNNBase]) -> None:
     expected, expected_state = rnn(x, state)
     got, got_state = quant(x, state)
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
-    for a, b in zip(torch.utils._pytree.tree_leaves(got_state), torch.utils._pytree.tree_leaves(expected_state)):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(got_state, expected_state, atol=1e-6, rtol=1e-5)
     assert set(quant.state_dict()) == set(rnn.state_dict())  # loads back into the torch layer
 
 
