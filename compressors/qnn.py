@@ -21,7 +21,10 @@ paper's squared hinge); Theano's Glorot-based per-layer learning-rate scale (``W
 fixed-point input is signed (normalised data) instead of unsigned pixels; a BatchNorm is added after the output
 layer only where the model has none (the paper's nets all end in BN); ``g_bits`` quantizes the weight gradients
 and each layer's incoming error with LogQuant anchored at the tensor maximum (the paper's exact gradient
-quantizer is not specified beyond "6 bits").
+quantizer is not specified beyond "6 bits"). The float architecture is converted as is: where it orders
+conv -> ReLU -> BN (AlexNetOWT_BN), the next layer's quantizer sees unbounded BN outputs (clipped to [-1, 1]), while the
+authors' binary AlexNet orders conv -> pool -> BN -> hardtanh; a 1w/2a AlexNet-BN trains poorly at the tiny budget
+(suite/qnn.yaml), and this ordering is the first suspect.
 """
 
 from __future__ import annotations
