@@ -1,16 +1,22 @@
 """LNS-Madam: low-precision training in a multi-base logarithmic number system (Zhao et al., arXiv 2106.13914).
 
-What it does: every Conv2d/Linear of the model is replaced by a layer whose weight exists **only** as int16 codes
-(sign + (B-1)-bit LNS exponent, ``compressors/lns.py``) and a float scale; the float weight is materialised inside
-``forward`` for the GEMM and dropped after the optimizer step, so no high-precision master copy is kept between
-steps (the paper's central claim, stated in its abstract). The model is trained with the LNS-Madam update applied
-to the exponent codes (``compressors/madam.py``), with the tensors of the training datapath quantized as listed in
-PAPERS.md §7:
+What it does: every Conv2d/Linear (and, by default, every Embedding table) of the model is replaced by a layer
+whose weight exists **only** as int16 codes (sign + (B-1)-bit LNS exponent, ``compressors/lns.py``) and a float
+scale; the float weight is materialised inside ``forward`` for the GEMM and dropped after the optimizer step, so
+no high-precision master copy is kept between steps (the paper's central claim, stated in its abstract). The model
+is trained with the LNS-Madam update applied to the exponent codes (``compressors/madam.py``), with the tensors of
+the training datapath quantized as listed in PAPERS.md §7:
 
 - forward: weights and input activations of every GEMM in LNS (``bits``, ``gamma``; nearest rounding);
 - backward: the output (activation) gradient entering both backward GEMMs and the weight gradient in LNS
   (``grad_bits``, ``grad_gamma``; stochastic rounding by default);
 - weight update: on the stored codes (``weight_bits``, ``weight_gamma``), LNS-Madam ``k -= lr*gamma*round(g^)*sign``.
+
+Learning rate: ``lr`` is the step of ``log2|w|`` per unit of the rounded normalised gradient, as in the public
+code (``w <- w * 2^(-lr * round(g^) * sign(w))``, default there 1/128). On a stored grid of base factor gamma one
+code is ``1/gamma`` in log2, so the compressor's default ``lr = 1/weight_gamma`` moves one code per unit of
+``round(g^)``; a smaller ``lr`` (e.g. the public 1/128) is a fraction of a code per step and needs
+``update_rounding=stochastic`` to move a weight at all (unbiased in expectation).
 
 Baselines in the same compressor: ``method=sgd|adam`` update the same stored LNS weights in float on a transient
 copy and re-encode them to the grid; ``number_format=fixed|float`` uses INT-B / FP-B at the same bitwidths
@@ -20,8 +26,11 @@ is an analytic estimate (``compressors/lns_energy.py``).
 Faithful: the LNS-Madam update (public code), Madam's clamp (as the top code of a scale ``p_scale * RMS(w0)``),
 8-bit LNS forward/backward, training from scratch. Differs / unverified: the paper's exact quantizer scale
 granularity and gradient rounding could not be confirmed from the text available here; norm-layer parameters
-and biases (< 1 % of parameters) stay fp32 and are trained by Adam in every method; first and last layers are
-quantized too (``skip_first_last`` keeps them fp32).
+and biases (< 1 % of parameters) stay fp32 and are trained by Adam (``aux_lr``) in every method; first and last
+layers are quantized too (``skip_first_last`` keeps them fp32). Attention's two activation-activation matmuls
+in transformers are not quantized (only weight GEMMs are replaced). Fine-tuning a pretrained model: Madam's clamp
+at ``3 * RMS(w0)`` clips pretrained outliers (all-MiniLM-L6-v2 has Linear weights up to 175 x RMS; clipping
+them destroys the model), so ``clamp=max`` raises the top code to ``max|w0|`` when that is larger.
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ class QuantSpec:
     grad_rounding: str = "stochastic"
     per_channel: bool = False
     p_scale: float = 3.0
+    clamp: str = "rms"  # rms: w_max = p_scale * RMS(w0) (Madam); max: also >= max|w0| (no initial weight clipped)
 
 
 class QuantizedLayer(nn.Module):
@@ -63,6 +73,8 @@ class QuantizedLayer(nn.Module):
         self.storage = spec.storage
         self.weight_shape = tuple(weight.shape)
         scale = compute_scale(weight, spec.per_channel, statistic="rms", factor=spec.p_scale)
+        if spec.clamp == "max":
+            scale = torch.maximum(scale, compute_scale(weight, spec.per_channel, statistic="max"))
         self.register_buffer("scale", scale)
         self.register_buffer("codes", encode(weight, spec.storage, scale, "nearest"))
         self.bias = nn.Parameter(bias.detach().clone()) if bias is not None else None
@@ -120,13 +132,36 @@ class LNSLinear(QuantizedLayer):
         return self.quantize_output_grad(F.linear(self.quantize_input(x), self.materialize(), self.bias))
 
 
-def quantize_model(model: nn.Module, spec: QuantSpec, skip: tuple[str, ...] = ()) -> dict[str, QuantizedLayer]:
-    """Replace Conv2d/Linear modules (except names in ``skip``) in place; returns the new layers by name."""
+class LNSEmbedding(QuantizedLayer):
+    """An embedding table stored as LNS codes (a lookup, not a GEMM: no activation or output-gradient quantization;
+    its weight gradient is quantized like every other weight gradient)."""
+
+    def __init__(self, embedding: nn.Embedding, spec: QuantSpec) -> None:
+        if embedding.max_norm is not None or embedding.sparse:
+            raise ValueError("max_norm / sparse embeddings are not supported by the LNS embedding")
+        super().__init__(embedding.weight, None, spec)
+        self.padding_idx, self.scale_grad_by_freq = embedding.padding_idx, embedding.scale_grad_by_freq
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.embedding(x, self.materialize(), self.padding_idx, scale_grad_by_freq=self.scale_grad_by_freq)
+
+
+def quantize_model(
+    model: nn.Module, spec: QuantSpec, skip: tuple[str, ...] = (), embeddings: bool = True
+) -> dict[str, QuantizedLayer]:
+    """Replace Conv2d/Linear (and, with ``embeddings``, Embedding) modules except names in ``skip`` in place.
+
+    Returns the new layers by name.
+    """
     replaced: dict[str, QuantizedLayer] = {}
+    kinds = (nn.Conv2d, nn.Linear, nn.Embedding) if embeddings else (nn.Conv2d, nn.Linear)
     for name, module in list(model.named_modules()):
-        if name in skip or not isinstance(module, (nn.Conv2d, nn.Linear)):
+        if name in skip or not isinstance(module, kinds):
             continue
-        new = LNSConv2d(module, spec) if isinstance(module, nn.Conv2d) else LNSLinear(module, spec)
+        if isinstance(module, nn.Embedding):
+            new: QuantizedLayer = LNSEmbedding(module, spec)
+        else:
+            new = LNSConv2d(module, spec) if isinstance(module, nn.Conv2d) else LNSLinear(module, spec)
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
         replaced[name] = new
@@ -152,6 +187,8 @@ class LNSMadamConfig(CompressorConfig):
     lr: float | None = None  # None: lns_madam 1/weight_gamma (one code per unit of round(g^)), sgd recipe lr, adam 1e-3
     aux_lr: float = 1e-3
     p_scale: float = 3.0
+    clamp: str = "rms"  # rms: Madam's w_max = p_scale * RMS(w0); max: w_max >= max|w0| (pretrained models)
+    quantize_embeddings: bool = True
     g_bound: float = 10.0
     init: str = "scratch"  # scratch (paper: trained from scratch) | baseline (start from the dense model)
     epochs: int | None = None
@@ -163,6 +200,8 @@ class LNSMadamConfig(CompressorConfig):
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.method == "lns_madam" and self.number_format != "lns":
             raise ValueError("method=lns_madam updates LNS exponents; use number_format=lns (or method=sgd/adam)")
+        if self.clamp not in ("rms", "max"):
+            raise ValueError(f"clamp must be 'rms' or 'max', got {self.clamp!r}")
         if self.init not in ("scratch", "baseline"):
             raise ValueError(f"init must be 'scratch' or 'baseline', got {self.init!r}")
 
@@ -176,6 +215,7 @@ class LNSMadamConfig(CompressorConfig):
             grad_rounding=self.grad_rounding,
             per_channel=self.per_channel,
             p_scale=self.p_scale,
+            clamp=self.clamp,
         )
 
 
@@ -197,7 +237,8 @@ class LNSMadamCompressor(Compressor):
             torch.manual_seed(ctx.seed)
             model = ctx.workload.build_model()
         spec = cfg.spec()
-        layers = quantize_model(model, spec, _first_last(model) if cfg.skip_first_last else ())
+        skip = _first_last(model) if cfg.skip_first_last else ()
+        layers = quantize_model(model, spec, skip, embeddings=cfg.quantize_embeddings)
         recipe = ctx.workload.recipe.replace(epochs=cfg.epochs or ctx.workload.recipe.epochs)
         factory = _optimizer_factory(cfg, list(layers.values()), ctx.seed)
         trainer = ctx.trainer(f"lns-{cfg.method}", recipe=recipe, optimizer_factory=factory)
