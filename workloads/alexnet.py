@@ -39,24 +39,13 @@ import torchvision
 from torch import nn
 
 from workloads.base import Recipe, Reference, WorkloadInfo
-from workloads.vgg import TORCHVISION_RECIPE_SRC, torchvision_references
+from workloads.vgg import PAPER_RECIPE as VGG_PAPER_RECIPE
+from workloads.vgg import torchvision_references
 from workloads.vision import VISION_DATASETS, ImageClassificationWorkload
 
 ALEXNET_MIN_SIZE = 63  # conv1 11x11/4 and three 3x3/2 max-pools need >= 63 pixels (torchvision meta min_size)
 
-PAPER_RECIPE = Recipe(
-    epochs=90,
-    batch_size=256,
-    optimizer="sgd",
-    lr=0.01,
-    momentum=0.9,
-    weight_decay=1e-4,
-    schedule="step",
-    step_size=30,
-    gamma=0.1,
-    image_size=224,
-    source=f"{TORCHVISION_RECIPE_SRC} 'AlexNet and VGG' command --lr 1e-2",
-)
+PAPER_RECIPE = VGG_PAPER_RECIPE  # torchvision trains AlexNet and VGG with one command (--lr 1e-2)
 BN_PAPER_RECIPE = Recipe(
     epochs=30,
     batch_size=256,
