@@ -21,13 +21,16 @@ Per multiply-accumulate (MAC) of a GEMM:
 
 Training MACs = 3 x forward MACs per sample x samples (forward, activation-gradient and weight-gradient GEMMs;
 forward MACs from ``harness/meters/flops.py``). The backward GEMMs take one gradient operand, so their LNS exponent
-adder is ``max(B_fwd, B_grad) - 1`` bits. Memory traffic, conversions at the layer boundaries and the optimizer are
-not counted (the same simplification for every format).
+adder is ``max(B_fwd, B_grad) - 1`` bits. Only the MACs of the quantized layers are priced in the run's format; the
+rest (a transformer's two activation-by-activation attention matmuls, layers kept in fp32) are priced at FP32 in
+every column, since the run computes them in fp32. Memory traffic, conversions at the layer boundaries and the
+optimizer are not counted (the same simplification for every format).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -76,6 +79,9 @@ def fp_mul(bits: int) -> float:
     return _power_law(FP_MUL_PJ, bits)
 
 
+FP32_MAC_PJ = fp_mul(32) + fp_add(32)
+
+
 def mac_energy(fmt: NumberFormat, operand_bits: int | None = None, accumulator_bits: int = 24) -> float:
     """pJ per MAC (without LNS's per-output term) for a format; ``operand_bits`` overrides ``fmt.bits``."""
     bits = operand_bits or fmt.bits
@@ -116,21 +122,27 @@ def _weight_shape(module: nn.Module) -> tuple[int, ...] | None:
 
 
 def training_energy_joules(
-    fwd_macs: int,
-    layers: dict[str, tuple[int, int]],
+    quantized: dict[str, tuple[int, int]],
+    float_macs: int,
     fwd: NumberFormat,
     grad: NumberFormat,
     samples: int,
     accumulator_bits: int = 24,
 ) -> float:
-    """Datapath energy (J) of ``samples`` training samples: forward GEMM + two backward GEMMs per MAC."""
+    """Datapath energy (J) of ``samples`` training samples: forward GEMM + two backward GEMMs per MAC.
+
+    ``quantized`` maps each quantized layer to (forward MACs per sample, reduction length K); ``float_macs`` are the
+    forward MACs per sample computed in fp32.
+    """
     bwd_bits = max(fwd.bits, grad.bits)
-    per_sample_pj = fwd_macs * (
+    quantized_macs = sum(macs for macs, _ in quantized.values())
+    per_sample_pj = quantized_macs * (
         mac_energy(fwd, None, accumulator_bits) + 2 * mac_energy(fwd, bwd_bits, accumulator_bits)
     )
     if fwd.kind == "lns":
-        outputs = sum(macs / max(k, 1) for macs, k in layers.values())
+        outputs = sum(macs / max(k, 1) for macs, k in quantized.values())
         per_sample_pj += 3 * outputs * lns_output_energy(fwd, accumulator_bits)
+    per_sample_pj += 3 * float_macs * FP32_MAC_PJ
     return per_sample_pj * samples * 1e-12
 
 
@@ -141,12 +153,20 @@ def estimate_training_energy(
     grad: NumberFormat,
     samples: int,
     accumulator_bits: int = 24,
+    quantized_layers: Iterable[str] | None = None,
 ) -> dict[str, Any]:
-    """The run's format against FP32, FP8 (E4M3) and INT8 training on the same MAC count (an ``estimated`` figure)."""
+    """The run's format against FP32, FP8 (E4M3) and INT8 training on the same MAC count (an ``estimated`` figure).
+
+    ``quantized_layers``: names of the layers whose GEMMs run in the low-precision format (default: every
+    Conv/Linear-like layer); all other MACs are priced at FP32 in every column.
+    """
     fwd_macs, layers = layer_macs(model, inputs)
-    args = (fwd_macs, layers)
+    names = set(layers) if quantized_layers is None else set(quantized_layers)
+    quantized = {name: v for name, v in layers.items() if name in names}
+    float_macs = fwd_macs - sum(macs for macs, _ in quantized.values())
+    args = (quantized, float_macs)
     this = training_energy_joules(*args, fwd, grad, samples, accumulator_bits)
-    fp32 = fwd_macs * 3 * (fp_mul(32) + fp_add(32)) * samples * 1e-12
+    fp32 = fwd_macs * 3 * FP32_MAC_PJ * samples * 1e-12
     fp8 = training_energy_joules(*args, NumberFormat("float", 8), NumberFormat("float", 8), samples, accumulator_bits)
     int8 = training_energy_joules(*args, NumberFormat("fixed", 8), NumberFormat("fixed", 8), samples, accumulator_bits)
     return {
@@ -154,8 +174,9 @@ def estimate_training_energy(
         "source": ENERGY_SOURCE,
         "scope": "GEMM datapath only (forward + 2 backward GEMMs per MAC); memory and conversions not counted",
         "forward_macs_per_sample": fwd_macs,
+        "float_macs_per_sample": float_macs,
         "training_macs": 3 * fwd_macs * samples,
-        "format": f"{fwd.describe()} forward, {grad.describe()} gradients",
+        "format": f"{fwd.describe()} forward, {grad.describe()} gradients; other MACs fp32",
         "joules": this,
         "fp32_joules": fp32,
         "fp8_joules": fp8,
@@ -164,7 +185,7 @@ def estimate_training_energy(
         "reduction_vs_fp8": 1.0 - this / fp8 if fp8 else None,
         "pj_per_mac": {
             "this_forward": mac_energy(fwd, None, accumulator_bits),
-            "fp32": fp_mul(32) + fp_add(32),
+            "fp32": FP32_MAC_PJ,
             "fp8": mac_energy(NumberFormat("float", 8)),
             "int8": mac_energy(NumberFormat("fixed", 8)),
         },

@@ -149,6 +149,31 @@ def test_energy_estimate_on_a_hand_counted_model() -> None:
     assert out["reduction_vs_fp32"] == pytest.approx(1 - expected_pj / (10 * 36 * 4.6), rel=1e-3)
 
 
+class _LinearThenGram(nn.Module):
+    """A quantized Linear (12 MACs) followed by an unquantized activation-by-activation product (3x3 Gram: 9 MACs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc(x)
+        return h.transpose(-1, -2) @ h
+
+
+def test_energy_estimate_prices_unquantized_matmuls_at_fp32() -> None:
+    model = _LinearThenGram()
+    quantize_model(model, LNSMadamConfig().spec())
+    fmt = NumberFormat("lns", 8, 8.0)
+    out = estimate_training_energy(model, (torch.randn(1, 4),), fmt, fmt, samples=10, quantized_layers=["fc"])
+    assert out["forward_macs_per_sample"] == 21 and out["float_macs_per_sample"] == 9
+    lns_part = 10 * (12 * 3 * (0.02625 + 2 * 0.075) + 3 * 3 * 8 * (1.75538 + 0.075))
+    assert out["joules"] == pytest.approx((lns_part + 10 * 3 * 9 * 4.6) * 1e-12, rel=1e-4)
+    # FP8 and INT8 columns price the same 9 MACs at FP32 too; nothing quantized means no saving at all
+    nothing = estimate_training_energy(model, (torch.randn(1, 4),), fmt, fmt, samples=10, quantized_layers=[])
+    assert nothing["joules"] == pytest.approx(nothing["fp32_joules"]) == pytest.approx(nothing["fp8_joules"])
+
+
 class _TinyWorkload(Workload):
     info = WorkloadInfo(
         name="tiny_mlp",
