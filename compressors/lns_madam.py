@@ -28,10 +28,10 @@ Faithful: the LNS-Madam update (public code), Madam's clamp (as the top code of 
 granularity and gradient rounding could not be confirmed from the text available here; norm-layer parameters and
 biases (< 1 % of parameters) stay fp32 and are trained by Adam (``aux_lr``) in every method; first and last layers
 are quantized too (``skip_first_last`` keeps them fp32). Attention's two activation-activation matmuls in
-transformers are not quantized (only weight GEMMs are replaced), and the energy estimate prices them at FP32. Fine-
-tuning a pretrained model: Madam's clamp at ``3 * RMS(w0)`` clips pretrained outliers (all-MiniLM-L6-v2 has Linear
-weights up to 175 x RMS; clipping them destroys the model), so ``clamp=max`` raises the top code to ``max|w0|``
-when that is larger.
+transformers are not quantized (only weight GEMMs are replaced), and the energy estimate prices them at FP32.
+Fine-tuning a pretrained model: Madam's clamp at ``3 * RMS(w0)`` clips pretrained outliers (all-MiniLM-L6-v2 has
+Linear weights up to 175 x RMS; clipping them destroys the model), so ``clamp=max`` raises the top code to
+``max|w0|`` when that is larger.
 """
 
 from __future__ import annotations
