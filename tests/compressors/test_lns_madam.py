@@ -212,7 +212,8 @@ def test_compressor_apply_trains_from_scratch_and_reports(tmp_path: Any) -> None
     workload = _TinyWorkload()
     ctx = RunContext(workload, RunConfig(workload="tiny_mlp", compressor="lns_madam"), tmp_path)
     torch.manual_seed(0)
-    result = LNSMadamCompressor(LNSMadamConfig(epochs=2)).apply(workload.build_model(), ctx)
+    config = LNSMadamConfig(epochs=2, lr=1 / 8)  # 16 steps: one code per unit of round(g^), not the public 1/128
+    result = LNSMadamCompressor(config).apply(workload.build_model(), ctx)
     assert result.execution == "simulated"
     summary = result.summary
     assert summary["float_master_copy"] is False and summary["quantized_layers"] == 2
