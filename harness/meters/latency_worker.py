@@ -1,7 +1,8 @@
 """One separate latency process (see ``harness/meters/processes.py``): load the pickled model and inputs, prepare the
 backend, measure SingleStream latency, write the result as JSON.
 
-    python -m harness.meters.latency_worker PAYLOAD BACKEND AXES_JSON SETTINGS_JSON DEVICE SAMPLES_PATH RESULT_PATH
+    python -m harness.meters.latency_worker PAYLOAD BACKEND AXES_JSON SETTINGS_JSON DEVICE THREADS SAMPLES_PATH
+        RESULT_PATH
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from harness.store import atomic_write_text, dumps
 
 
 def main(argv: list[str]) -> int:
-    payload, backend_name, axes_json, settings_json, device, samples_path, result_path = argv
+    payload, backend_name, axes_json, settings_json, device, threads, samples_path, result_path = argv
+    torch.set_num_threads(int(threads))
     from harness.measure import make_backend
 
     loaded = torch.load(payload, weights_only=False)

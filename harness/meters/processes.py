@@ -4,8 +4,8 @@ each meeting the time/count minimums; headline = median").
 One process can land on a lucky or unlucky state (CPU frequency, memory placement, allocator, a noisy neighbour)
 that repeats within the process, so its samples understate the run-to-run spread. The parent's own measurement is
 process 1; the model and the input pool are pickled once (``torch.save``) and each further process is a fresh
-``python -m harness.meters.latency_worker`` that prepares the same backend and measures with the same settings. The
-processes run one after another, never concurrently. The result keeps every process's statistics, the medians of
+``python -m harness.meters.latency_worker`` that prepares the same backend and measures with the same settings
+and thread count. The processes run one after another, never concurrently. The result keeps every process's statistics, the medians of
 their p50 and p90 (the headlines) and the spread of the p50s between processes.
 
 A model that cannot be pickled, or a worker that fails, gives ``status: failed`` with the reason; the in-process
@@ -83,6 +83,7 @@ def measure_in_processes(
                 json.dumps(axes),
                 json.dumps(asdict(settings)),
                 device,
+                str(torch.get_num_threads()),
                 str(samples_path),
                 str(result_path),
             ]
