@@ -21,10 +21,11 @@ paper's squared hinge); Theano's Glorot-based per-layer learning-rate scale (``W
 fixed-point input is signed (normalised data) instead of unsigned pixels; a BatchNorm is added after the output
 layer only where the model has none (the paper's nets all end in BN); ``g_bits`` quantizes the weight gradients
 and each layer's incoming error with LogQuant anchored at the tensor maximum (the paper's exact gradient
-quantizer is not specified beyond "6 bits"). The float architecture is converted as is: where it orders
-conv -> ReLU -> BN (AlexNetOWT_BN), the next layer's quantizer sees unbounded BN outputs (clipped to [-1, 1]), while the
-authors' binary AlexNet orders conv -> pool -> BN -> hardtanh; a 1w/2a AlexNet-BN trains poorly at the tiny budget
-(suite/qnn.yaml), and this ordering is the first suspect.
+quantizer is not specified beyond "6 bits"). Layer order: where the float architecture puts an activation right
+before a BatchNorm (AlexNetOWT_BN's conv -> pool -> ReLU -> BN in conv2-5), the Hardtanh would saturate the raw
+binary-conv sums (integers up to the fan-in) into their signs and cancel their gradients; ``bn_before_activation``
+(default on) swaps each such pair so that BN feeds the Hardtanh, which is the order of the authors' binary AlexNet
+(conv -> pool -> BN -> hardtanh, BinaryNet.pytorch ``models/alexnet_binary.py``). Off, the float order is kept.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class QNNConfig(CompressorConfig):
         epochs: training epochs; None = the workload recipe's.
         replace_relu: turn ReLU modules into Hardtanh (needed for binary activations).
         output_bn: add a BatchNorm after the output Linear when the model has none there.
+        bn_before_activation: in a Sequential, swap "activation -> BatchNorm" pairs into "BatchNorm -> Hardtanh".
         executed: build the packed-kernel inference model for fully binary networks.
     """
 
@@ -94,6 +96,7 @@ class QNNConfig(CompressorConfig):
     epochs: int | None = None
     replace_relu: bool = True
     output_bn: bool = True
+    bn_before_activation: bool = True
     executed: bool = True
 
     def __post_init__(self) -> None:
@@ -156,7 +159,27 @@ def quantize_model(model: nn.Module, cfg: QNNConfig) -> nn.Module:
                 setattr(parent, name, ShiftBatchNorm.from_batchnorm(child))
     if cfg.output_bn:
         _add_output_bn(model, cfg)
+    if cfg.bn_before_activation:
+        norm_before_activation(model)
     return model
+
+
+def norm_before_activation(model: nn.Module) -> list[str]:
+    """In every Sequential, swap each Hardtanh directly followed by a BatchNorm (the BN then feeds the Hardtanh).
+
+    The modules keep their objects (and trained statistics); only their positions change. Returns the BNs' new names.
+    """
+    moved = []
+    for path, seq in list(model.named_modules()):
+        if not isinstance(seq, nn.Sequential):
+            continue
+        names = list(seq._modules)
+        for i in range(len(names) - 1):
+            act, norm = seq._modules[names[i]], seq._modules[names[i + 1]]
+            if isinstance(act, nn.Hardtanh) and isinstance(norm, nn.modules.batchnorm._BatchNorm):
+                seq._modules[names[i]], seq._modules[names[i + 1]] = norm, act
+                moved.append(f"{path}.{names[i]}" if path else names[i])
+    return moved
 
 
 def _quantize_recurrent(model: nn.Module, cfg: QNNConfig) -> nn.Module:

@@ -67,6 +67,51 @@ def test_quantize_model_replaces_layers_relu_and_adds_output_bn() -> None:
     assert isinstance(mlp.layers[6], QuantLinear) and isinstance(mlp.layers[7], nn.BatchNorm1d)
 
 
+def _relu_then_bn_cnn() -> nn.Sequential:
+    """AlexNetOWT_BN's conv2-5 pattern: conv -> pool -> ReLU -> BN, with trained-like BN statistics (var 0.05)."""
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.MaxPool2d(2), nn.ReLU(), nn.BatchNorm2d(4),
+        nn.Conv2d(4, 4, 3), nn.ReLU(), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 3 * 3, 3),
+    )  # fmt: skip
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_var.fill_(0.05)
+    return model
+
+
+def _inputs_of_quantized_layers(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    seen: list[torch.Tensor] = []
+    handles = [m.register_forward_pre_hook(lambda _m, args: seen.append(args[0])) for m in model.modules()
+               if isinstance(m, (QuantLinear, QuantConv2d)) and not m.first]  # fmt: skip
+    model.eval()(x)
+    for h in handles:
+        h.remove()
+    return seen
+
+
+def test_bn_moves_before_the_activation_like_the_authors_binary_alexnet() -> None:
+    torch.manual_seed(0)
+    float_model = _relu_then_bn_cnn()
+    bns = [m for m in float_model.modules() if isinstance(m, nn.BatchNorm2d)]
+    model = quantize_model(float_model, QNNConfig(w_bits=1, a_bits=2))
+    kinds = [type(m).__name__ for m in model]
+    assert kinds[:7] == [
+        "QuantConv2d",
+        "MaxPool2d",
+        "BatchNorm2d",
+        "Hardtanh",
+        "QuantConv2d",
+        "BatchNorm2d",
+        "Hardtanh",
+    ]
+    assert model[2] is bns[0] and model[5] is bns[1]  # the same BN objects (trained statistics kept)
+    x = torch.randn(8, 1, 12, 12) * 4
+    assert all(t.abs().max() <= 1 for t in _inputs_of_quantized_layers(model, x))
+    kept = quantize_model(_relu_then_bn_cnn(), QNNConfig(w_bits=1, a_bits=2, bn_before_activation=False))
+    assert [type(m).__name__ for m in kept][2:4] == ["Hardtanh", "BatchNorm2d"]
+    assert any(t.abs().max() > 1 for t in _inputs_of_quantized_layers(kept, x))
+
+
 def test_real_weights_clipped_and_quantized_weights_binary() -> None:
     linear = nn.Linear(4, 3)
     with torch.no_grad():
