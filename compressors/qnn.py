@@ -26,6 +26,8 @@ before a BatchNorm (AlexNetOWT_BN's conv -> pool -> ReLU -> BN in conv2-5), the 
 binary-conv sums (integers up to the fan-in) into their signs and cancel their gradients; ``bn_before_activation``
 (default on) swaps each such pair so that BN feeds the Hardtanh, which is the order of the authors' binary AlexNet
 (conv -> pool -> BN -> hardtanh, BinaryNet.pytorch ``models/alexnet_binary.py``). Off, the float order is kept.
+Measured (suite/qnn.yaml): AlexNet-BN w1/a2 after 5 epochs: 79.9 / 76.6 top-1 (lr 3e-3 / 5e-4) with the swap,
+16.9 / 42.2 without.
 """
 
 from __future__ import annotations
