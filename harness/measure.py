@@ -159,29 +159,14 @@ def _measure_backend(
         headline = single["host_latency"]["p90"]
         entry["single_stream"] = {"scenario": "SingleStream", "headline_p90_ms": headline, **single}
         if settings.processes > 1:
-            entry["single_stream"].update(_across_processes(single, model, name, axes, pool, settings, device, out_dir))
+            entry["single_stream"].update(
+                measure_in_processes(single, model, name, axes, pool, settings, device, out_dir)
+            )
         entry["offline"] = _offline(runnable, workload, settings, device)
         entry["energy"] = _energy(runnable, workload, pool, entry["offline"], measure, device)
     except Exception as exc:  # noqa: BLE001
         return {"status": "failed", "stage": "measure", "info": runnable.info, "error": f"{type(exc).__name__}: {exc}"}
     return entry
-
-
-def _across_processes(
-    single: dict[str, Any],
-    model: nn.Module,
-    name: str,
-    axes: list[int],
-    pool: list[tuple[Any, ...]],
-    settings: MeasureSettings,
-    device: str,
-    out_dir: Path,
-) -> dict[str, Any]:
-    """Report-grade: the same SingleStream measurement in ``settings.processes`` processes; headline = median p90."""
-    across = measure_in_processes(single, model, name, axes, pool, settings, device, out_dir)
-    if across["status"] == "ok":
-        return {"across_processes": across, "headline_p90_ms": across["p90_median_ms"]}
-    return {"across_processes": across, "flags": sorted({*single["flags"], "single_process"})}
 
 
 def _is_oom(exc: BaseException, device: str) -> bool:

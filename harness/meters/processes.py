@@ -5,8 +5,8 @@ One process can land on a lucky or unlucky state (CPU frequency, memory placemen
 that repeats within the process, so its samples understate the run-to-run spread. The parent's own measurement is
 process 1; the model and the input pool are pickled once (``torch.save``) and each further process is a fresh
 ``python -m harness.meters.latency_worker`` that prepares the same backend and measures with the same settings
-and thread count. The processes run one after another, never concurrently. The result keeps every process's statistics, the medians of
-their p50 and p90 (the headlines) and the spread of the p50s between processes.
+and thread count. The processes run one after another, never concurrently. The result keeps every process's
+statistics, the medians of their p50 and p90 (the headlines) and the spread of the p50s between processes.
 
 A model that cannot be pickled, or a worker that fails, gives ``status: failed`` with the reason; the in-process
 figures stay in the record and the run is flagged ``single_process``, never silently reported as multi-process.
@@ -62,7 +62,11 @@ def measure_in_processes(
     device: str,
     out_dir: Path,
 ) -> dict[str, Any]:
-    """``first`` is the parent's ``measure_latency`` result; ``settings.processes - 1`` fresh processes follow."""
+    """``first`` is the parent's ``measure_latency`` result; ``settings.processes - 1`` fresh processes follow.
+
+    Returns the keys to merge into the record's ``single_stream``: ``across_processes`` and, when every process
+    succeeded, the median ``headline_p90_ms``; otherwise the ``single_process`` flag.
+    """
     per_process = [_process_stats(first)]
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
@@ -70,7 +74,7 @@ def measure_in_processes(
         try:
             torch.save({"model": model, "pool": pool}, payload)
         except Exception as exc:  # noqa: BLE001 - recorded; the in-process figures stay
-            return {"status": "failed", "error": f"model cannot be pickled for a separate process: {exc}"}
+            return _single_process(first, f"model cannot be pickled for a separate process: {exc}")
         for index in range(2, settings.processes + 1):
             result_path = Path(tmp) / f"result-{index}.json"
             samples_path = out_dir / f"latency-{backend}-bs1-process{index}.txt"
@@ -90,6 +94,14 @@ def measure_in_processes(
             done = subprocess.run(command, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
             if done.returncode != 0:
                 tail = (done.stderr or done.stdout).strip()[-800:]
-                return {"status": "failed", "error": f"latency process {index} exited {done.returncode}: {tail}"}
+                return _single_process(first, f"latency process {index} exited {done.returncode}: {tail}")
             per_process.append(_process_stats(json.loads(result_path.read_text())))
-    return summarize_processes(per_process)
+    across = summarize_processes(per_process)
+    return {"across_processes": across, "headline_p90_ms": across["p90_median_ms"]}
+
+
+def _single_process(first: dict[str, Any], error: str) -> dict[str, Any]:
+    return {
+        "across_processes": {"status": "failed", "error": error},
+        "flags": sorted({*first["flags"], "single_process"}),
+    }

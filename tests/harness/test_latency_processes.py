@@ -43,7 +43,7 @@ def test_medians_and_spread_over_processes() -> None:
 def test_each_extra_process_measures_the_model_and_keeps_its_samples(tmp_path: Path) -> None:
     model, pool = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4)).eval(), _pool()
     first = measure_latency(model, pool, TINY, "cpu")
-    out = measure_in_processes(first, model, "eager", [0], pool, TINY, "cpu", tmp_path)
+    out = measure_in_processes(first, model, "eager", [0], pool, TINY, "cpu", tmp_path)["across_processes"]
     assert out["status"] == "ok" and out["processes"] == 3
     for index, stats in enumerate(out["per_process"], start=1):
         assert stats["n"] >= TINY.min_count and stats["p50"] > 0, index
@@ -57,7 +57,7 @@ def test_each_extra_process_measures_the_model_and_keeps_its_samples(tmp_path: P
 def test_unpicklable_model_is_reported_not_hidden(tmp_path: Path) -> None:
     model, pool = _Unpicklable().eval(), _pool()
     first = measure_latency(model, pool, TINY, "cpu")
-    out = measure_in_processes(first, model, "eager", [0], pool, TINY, "cpu", tmp_path)
+    out = measure_in_processes(first, model, "eager", [0], pool, TINY, "cpu", tmp_path)["across_processes"]
     assert out["status"] == "failed" and "pickled" in out["error"]
 
 
@@ -86,5 +86,5 @@ def test_measure_backend_uses_the_median_headline_or_flags_single_process(
 def test_worker_fails_loudly_on_an_unknown_backend(tmp_path: Path) -> None:
     model, pool = nn.Linear(16, 4).eval(), _pool()
     first = measure_latency(model, pool, TWO, "cpu")
-    out = measure_in_processes(first, model, "no-such-backend", [0], pool, TWO, "cpu", tmp_path)
+    out = measure_in_processes(first, model, "no-such-backend", [0], pool, TWO, "cpu", tmp_path)["across_processes"]
     assert out["status"] == "failed" and "latency process 2 exited" in out["error"]
