@@ -39,7 +39,7 @@ Linear weights up to 175 x RMS; clipping them destroys the model), so ``clamp=ma
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -174,6 +174,8 @@ def quantize_model(
 @dataclass
 class LNSMadamConfig(CompressorConfig):
     """Options (``--set key=value``). ``weight_bits``/``weight_gamma`` default to ``bits``/``gamma``."""
+
+    version: ClassVar[int] = 2  # 2: lr=None means the public 1/128 (was 1/weight_gamma); stochastic update rounding
 
     method: str = "lns_madam"  # lns_madam | sgd | adam (update rule of the stored low-precision weights)
     number_format: str = "lns"  # lns | fixed | float

@@ -84,7 +84,7 @@ class QNNConfig(CompressorConfig):
         executed: build the packed-kernel inference model for fully binary networks.
     """
 
-    version = 1
+    version = 2  # 2: bn_before_activation (default on) changes the converted order of activation -> BN models
     w_bits: int = 1
     a_bits: int = 1
     g_bits: int = 0

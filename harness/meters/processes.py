@@ -91,7 +91,10 @@ def measure_in_processes(
                 str(samples_path),
                 str(result_path),
             ]
-            done = subprocess.run(command, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
+            try:
+                done = subprocess.run(command, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                return _single_process(first, f"latency process {index} exceeded {WORKER_TIMEOUT_S} s")
             if done.returncode != 0:
                 tail = (done.stderr or done.stdout).strip()[-800:]
                 return _single_process(first, f"latency process {index} exited {done.returncode}: {tail}")

@@ -129,6 +129,9 @@ def test_config_round_trips_through_json_and_strings() -> None:
     assert again == cfg
     parsed = LNSMadamConfig.from_strings({"grad_bits": "5", "lr": "none", "per_channel": "true"})
     assert parsed.grad_bits == 5 and parsed.lr is None and parsed.per_channel is True
+    # version 1 meant lr=None -> 1/weight_gamma with nearest update rounding: such a record is refused, not rerun
+    with pytest.raises(ValueError, match="version 1 cannot be loaded by version 2"):
+        LNSMadamConfig.from_dict({**cfg.to_dict(), "version": 1})
 
 
 def test_energy_estimate_on_a_hand_counted_model() -> None:

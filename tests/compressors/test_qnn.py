@@ -45,6 +45,9 @@ def test_config_from_strings_and_json_round_trip() -> None:
     cfg = QNNConfig.from_strings({"w_bits": "1", "a_bits": "2", "stochastic": "true", "g_bits": "6"})
     assert (cfg.w_bits, cfg.a_bits, cfg.stochastic, cfg.g_bits) == (1, 2, True, 6)
     assert QNNConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    # version 1 records were converted without bn_before_activation: refused rather than rerun differently
+    with pytest.raises(ValueError, match="version 1 cannot be loaded by version 2"):
+        QNNConfig.from_dict({**cfg.to_dict(), "version": 1})
 
 
 @pytest.mark.parametrize("bad", [{"w_bits": 0}, {"a_bits": 33}, {"g_bits": 1}, {"weight_quant": "cube"}])
