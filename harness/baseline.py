@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from harness.progress import say
 from harness.store import ResultsStore
 from harness.train import Trainer, atomic_torch_save
 from workloads.base import Workload
@@ -39,7 +40,7 @@ def get_baseline(
     if path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
-        print(f"[baseline] reusing cached dense model {path}", flush=True)
+        say(f"[baseline] reusing cached dense model {path}")
         return model.to(device), {**state["info"], "cached": True, "path": str(path)}
     trainer = Trainer(workload, device=device, checkpoint_path=store.baselines_dir / f"{key}.ckpt", name="baseline")
     start = time.perf_counter()

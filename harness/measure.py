@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -251,23 +252,55 @@ def _artifacts(result: dict[str, Any]) -> dict[str, Any]:
 def compare_interleaved(
     dense: nn.Module, compressed: nn.Module, workload: Workload, backends: list[str], measure: str, device: str
 ) -> dict[str, Any]:
-    """Batch-1 speedup of ``compressed`` over ``dense`` per backend, timed interleaved (dense, dense, compressed)
-    in one loop with the A/A rule of METHODOLOGY §9 (see :func:`harness.speedup.interleaved_comparison`)."""
-    from harness.speedup import interleaved_comparison
-
+    """Speedup of ``compressed`` over ``dense`` per backend, at batch 1 and at each Offline batch size, timed
+    interleaved (dense, dense again, compressed) in one loop with the A/A rule of METHODOLOGY §9 (see
+    :func:`harness.speedup.interleaved_comparison`). On CUDA the first batch size that runs out of memory ends the
+    sweep and is recorded as ``stopped``."""
     settings = MEASURE_PROFILES[measure]
     axes = batch_axes(workload)
-    pool = [workload.example_inputs(1, device, offset=i) for i in range(INPUT_POOL)]
     out: dict[str, Any] = {}
     for name in backends:
         try:
             backend = make_backend(name, axes)
             backend.check_available(device)
-            a = backend.prepare(copy.deepcopy(dense).to(device).eval(), pool[0], device)
-            b = backend.prepare(copy.deepcopy(compressed).to(device).eval(), pool[0], device)
-            out[name] = interleaved_comparison(a, b, pool, settings, device)
+            backend.share_machine()
+            example = workload.example_inputs(1, device)
+            a, a_copy, b = (
+                backend.prepare(copy.deepcopy(m).to(device).eval(), example, device) for m in (dense, dense, compressed)
+            )
+            out[name] = {"status": "ok", **_interleaved_sweep(a, a_copy, b, workload, settings, device)}
         except BackendUnavailable as exc:
             out[name] = {"status": "skipped", "reason": str(exc)}
         except Exception as exc:  # noqa: BLE001 - recorded per backend
             out[name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
     return out
+
+
+def interleaved_settings(settings: MeasureSettings, batch_size: int) -> MeasureSettings:
+    """The profile's time minimum, and a call count that covers ``min_count`` samples (at least 20 calls)."""
+    return replace(settings, min_count=max(20, math.ceil(settings.min_count / batch_size)))
+
+
+def _interleaved_sweep(
+    a: Any, a_copy: Any, b: Any, workload: Workload, settings: MeasureSettings, device: str
+) -> dict[str, Any]:
+    from harness.speedup import interleaved_comparison
+
+    by_batch: dict[str, Any] = {}
+    stopped = None
+    for batch_size in settings.batch_sizes:
+        if batch_size == 1:
+            pool = [workload.example_inputs(1, device, offset=i) for i in range(INPUT_POOL)]
+        else:
+            pool = _batch_pool(workload, batch_size, device)
+        try:
+            by_batch[str(batch_size)] = interleaved_comparison(
+                a, b, pool, interleaved_settings(settings, batch_size), device, dense_copy=a_copy
+            )
+        except Exception as exc:
+            if not _is_oom(exc, device):
+                raise
+            stopped = {"batch_size": batch_size, "reason": f"out of memory: {str(exc)[:200]}"}
+            torch.cuda.empty_cache()
+            break
+    return {"by_batch": by_batch, "stopped": stopped}

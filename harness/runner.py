@@ -22,6 +22,7 @@ from harness.context import RunContext
 from harness.environment import commit_info, machine_info
 from harness.measure import compare_interleaved, measure_model
 from harness.meters.energy_run import PhaseEnergyMeter, break_even_table
+from harness.progress import say as _progress
 from harness.speedup import speedup_table
 from harness.store import ResultsStore
 from workloads import WORKLOADS
@@ -70,6 +71,18 @@ def _convert_options(workload_cls: Any, values: dict[str, Any]) -> dict[str, Any
     return {k: parse_value(v, hints[k], f"workload.{k}") if k in hints else v for k, v in values.items()}
 
 
+def resolved_view(prepared: PreparedRun) -> dict[str, Any]:
+    """The run's settings as it will execute: the config plus the compressor's and recipe's effective values."""
+    return {
+        **prepared.config.to_dict(),
+        "effective": {
+            "compressor": prepared.compressor.config.to_dict(),
+            "recipe": prepared.workload.recipe.to_dict(),
+            "workload_options": prepared.workload.options.to_dict(),
+        },
+    }
+
+
 def new_run_id(config: RunConfig) -> str:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
     return f"{stamp}-{config.workload}-{config.compressor}-{config.config_hash()[:6]}"
@@ -79,7 +92,7 @@ def execute(config: RunConfig, store: ResultsStore | None = None) -> dict[str, A
     """Run and record. Raises after recording if the run fails."""
     store = store or ResultsStore(config.results)
     prepared = prepare(config)
-    print("Resolved config:\n" + json.dumps(config.to_dict(), indent=2, sort_keys=True), flush=True)
+    _progress("Resolved config:\n" + json.dumps(resolved_view(prepared), indent=2, sort_keys=True))
     run_id = new_run_id(config)
     run_dir = store.create_run_dir(run_id)
     record: dict[str, Any] = {
@@ -141,19 +154,30 @@ def _run_phases(
     record["compressor"]["summary"] = result.summary
     record["compressor"]["execution"] = result.execution
     args = (workload, config.backends, config.measure, config.device)
+    _progress(f"measuring: baseline ({_what_is_measured(config)})")
     record["baseline"] = _timed(timings, "measure_baseline", measure_model, baseline, *args, run_dir / "baseline")
+    _progress(f"measuring: compressed ({_what_is_measured(config)})")
     record["compressed"] = _timed(
         timings, "measure_compressed", measure_model, result.model, *args, run_dir / "compressed", result.weight_bits
     )
-    record["variants"] = {
-        name: measure_model(model, *args, run_dir / name, result.weight_bits) for name, model in result.variants.items()
-    }
+    record["variants"] = {}
+    for name, model in result.variants.items():
+        _progress(f"measuring: variant {name} ({_what_is_measured(config)})")
+        record["variants"][name] = measure_model(model, *args, run_dir / name, result.weight_bits)
+    models = {"compressed": result.model, **result.variants}
+    interleaved = {}
+    for name, model in models.items():
+        _progress(f"measuring: {name} vs dense, interleaved, on {', '.join(config.backends)}")
+        interleaved[name] = compare_interleaved(baseline, model, *args)
     record["speedup"] = speedup_table(
-        record["baseline"], record["compressed"], record["variants"], execution=result.execution
+        record["baseline"], record["compressed"], record["variants"], interleaved, execution=result.execution
     )
-    record["speedup"]["interleaved"] = {
-        name: compare_interleaved(baseline, model, workload, config.backends, config.measure, config.device)
-        for name, model in {"compressed": result.model, **result.variants}.items()
-    }
     record["break_even"] = break_even_table(record["compression_energy"], record["baseline"], record["compressed"])
     torch.save(result.model.state_dict(), run_dir / "compressed_state_dict.pt")
+
+
+def _what_is_measured(config: RunConfig) -> str:
+    return (
+        f"accuracy, FLOPs, size; SingleStream latency, Offline sweep and energy on {', '.join(config.backends)}, "
+        f"'{config.measure}' profile, {config.device}"
+    )

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from harness.progress import bar_disable, say
 from workloads.base import Recipe, Workload
 
 
@@ -93,7 +94,7 @@ class Trainer:
         self.optimizer_factory = optimizer_factory or make_optimizer
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.name = name
-        self.progress = progress and os.environ.get("HARNESS_NO_PROGRESS") != "1"
+        self.progress = progress
         self.optimizer: torch.optim.Optimizer | None = None
         self.step = 0
         self.epoch = 0
@@ -130,7 +131,9 @@ class Trainer:
         assert self.optimizer is not None
         model.train()
         total, count = 0.0, 0
-        bar = tqdm(loader, desc=f"[{self.name}] epoch {epoch + 1}/{epochs}", leave=False, disable=not self.progress)
+        bar = tqdm(
+            loader, desc=f"[{self.name}] epoch {epoch + 1}/{epochs}", leave=False, disable=bar_disable(self.progress)
+        )
         for batch in bar:
             batch = self.workload.move_batch(batch, self.device)
             loss = self.workload.loss(model, batch)
@@ -164,10 +167,9 @@ class Trainer:
         elapsed = time.perf_counter() - self._t0
         eta = elapsed / max(done - self._start_epoch, 1) * (epochs - done)
         value = metrics.get(f"val_{metric}", math.nan)
-        print(
+        say(
             f"[{self.name}] epoch {done}/{epochs}: train_loss={metrics['train_loss']:.4f} "
-            f"val_{metric}={value:.3f} ({elapsed:.0f}s, ETA {eta:.0f}s)",
-            flush=True,
+            f"val_{metric}={value:.3f} ({elapsed:.0f}s, ETA {eta:.0f}s)"
         )
 
     def _save_checkpoint(self, model: nn.Module, scheduler: Any, epoch: int) -> None:

@@ -167,6 +167,8 @@ class Workload(ABC):
         return {
             "name": self.info.name,
             "paper": self.info.paper,
+            "metric": self.info.metric,
+            "higher_is_better": self.info.higher_is_better,
             "profile": self.profile,
             "dataset": self.dataset,
             "options": self.options.to_dict(),

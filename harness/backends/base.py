@@ -47,3 +47,8 @@ class Backend(ABC):
 
     @abstractmethod
     def prepare(self, model: nn.Module, example_inputs: tuple[Any, ...], device: str) -> Runnable: ...
+
+    def share_machine(self) -> None:  # noqa: B027 - optional hook
+        """Configure for several prepared models timed in turn in one process (the interleaved comparison): a backend
+        whose idle threads keep working between calls (spin-waiting) must stop, or one model's spinning threads
+        steal cores from the next one's call."""

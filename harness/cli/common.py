@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def formatter() -> type[argparse.HelpFormatter]:
@@ -32,6 +33,17 @@ def add_run_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
     )
     parser.add_argument("--results", help="results directory (default results/)")
     parser.add_argument("--resume", action="store_true", default=None, help="resume training from checkpoints")
+    add_quiet(parser)
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress lines or bars (errors still print)")
+
+
+def set_quiet(quiet: bool) -> None:
+    """``--quiet``: silence progress output for this process and the processes it starts."""
+    if quiet:
+        os.environ["HARNESS_QUIET"] = "1"
 
 
 def cli_values(args: argparse.Namespace) -> dict:

@@ -16,13 +16,14 @@ EXAMPLES = """Examples:
 
 def add_parser(sub: Any) -> None:
     parser = sub.add_parser("ls", help="list registered plug-ins", epilog=EXAMPLES, formatter_class=formatter())
-    parser.add_argument("what", choices=["workloads", "compressors", "backends", "datasets"])
-    parser.add_argument("--pattern", help="shell-style filter, e.g. 'resnet*'")
+    parser.add_argument("what", choices=["workloads", "compressors", "backends", "datasets", "runs"])
+    parser.add_argument("--pattern", help="shell-style filter, e.g. 'resnet*' (runs: matches the run id)")
+    parser.add_argument("--results", default="results", help="results directory for 'ls runs' (default results/)")
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    rows = LISTERS[args.what](args.pattern)
+    rows = _runs(args.pattern, args.results) if args.what == "runs" else LISTERS[args.what](args.pattern)
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))] if rows else []
     for row in rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
@@ -76,6 +77,40 @@ def _datasets(pattern: str | None) -> list[tuple]:
     from workloads.data.catalog import dataset_rows
 
     return dataset_rows(pattern)
+
+
+def _runs(pattern: str | None, results: str) -> list[tuple]:
+    """Stored runs, oldest first: status, what ran, the metric and the interleaved bs-1 speedup verdict."""
+    import fnmatch
+    import sys
+
+    from harness.report.rows import flatten
+    from harness.store import ResultsStore
+
+    loaded = ResultsStore(results).load_all()
+    for error in loaded.errors:
+        print(f"warning: skipped unreadable record: {error}", file=sys.stderr)
+    rows: list[tuple] = [("RUN", "STATUS", "WORKLOAD", "COMPRESSOR", "DATASET", "SEED", "METRIC", "SPEEDUP BS1")]
+    for record in sorted(loaded.records, key=lambda r: str(r.get("started_at"))):
+        row = flatten(record)
+        if pattern and not fnmatch.fnmatch(str(row["run_id"]), f"*{pattern}*"):
+            continue
+        value = row.get("compressed.metric_value")
+        metric = f"{row['metric']}={value:.4g}" if value is not None else "-"
+        speedup = f"{row['speedup.bs1']:.3f}x {row['speedup.bs1_verdict']}" if row.get("speedup.bs1") else "-"
+        rows.append(
+            (
+                row["run_id"],
+                row["status"],
+                row["workload"],
+                row["compressor"],
+                row["dataset"],
+                row["seed"],
+                metric,
+                speedup,
+            )
+        )
+    return rows
 
 
 LISTERS = {"workloads": _workloads, "compressors": _compressors, "backends": _backends, "datasets": _datasets}

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from harness.cli.common import add_run_arguments, cli_values, formatter
-from harness.config import parse_set_items
-from harness.suite_file import to_run_config
+from harness.cli.common import add_run_arguments, cli_values, formatter, set_quiet
 
 EXAMPLES = """Examples:
   python -m harness run --workload resnet50 --compressor none --profile tiny
@@ -23,8 +21,11 @@ def add_parser(sub: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from harness.config import parse_set_items
     from harness.runner import execute
+    from harness.suite_file import to_run_config
 
+    set_quiet(args.quiet)
     cli = cli_values(args)
     cli["set_items"] = parse_set_items(args.set_items)
     config = to_run_config({}, cli)
@@ -34,16 +35,10 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def _print_summary(record: dict[str, Any]) -> None:
-    metric = record["workload"].get("metric") or next(iter(record["compressed"]["accuracy"]))
-    for label in ("baseline", "compressed"):
-        m = record[label]
-        accuracy = {k: round(v, 3) for k, v in m["accuracy"].items()}
-        line = f"{label:>10}: {accuracy}  MACs={m['flops']['macs']:,}  params={m['size']['params']:,}"
-        for name, entry in m["backends"].items():
-            if entry.get("status") == "ok":
-                lat = entry["single_stream"]["host_latency"]
-                line += f"  {name}: p50={lat['p50']:.3f} ms, {entry['offline']['best_samples_per_s']:.0f} samples/s"
-            else:
-                line += f"  {name}: {entry.get('status')} ({entry.get('reason') or entry.get('error')})"
-        print(line)
-    del metric
+    from harness.cli.summary import summary_table
+    from harness.report.rows import run_flags
+
+    print(summary_table(record))
+    flags = run_flags(record)
+    if flags:
+        print(f"measurement flags: {', '.join(flags)}")

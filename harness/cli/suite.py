@@ -6,9 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from harness.cli.common import formatter
-from harness.store import ResultsStore
-from harness.suite_file import expand_suite, load_suite, to_run_config
+from harness.cli.common import add_quiet, formatter, set_quiet
 
 EXAMPLES = """Examples:
   python -m harness suite suite/smoke.yaml
@@ -22,12 +20,16 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--results", help="results directory (default results/)")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="override the device of every run")
     parser.add_argument("--keep-going", action="store_true", help="continue after a failed run")
+    add_quiet(parser)
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     from harness.runner import execute, prepare
+    from harness.store import ResultsStore
+    from harness.suite_file import expand_suite, load_suite, to_run_config
 
+    set_quiet(args.quiet)
     entries = expand_suite(load_suite(args.file))
     configs = [to_run_config(e, {"results": args.results, "device": args.device}) for e in entries]
     failures = 0

@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 from harness.cli.common import formatter
-from harness.suite_file import expand_suite, load_suite, to_run_config
 
 EXAMPLES = """Examples:
   python -m harness validate suite/smoke.yaml
@@ -21,6 +20,7 @@ def add_parser(sub: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from harness.runner import prepare
+    from harness.suite_file import expand_suite, load_suite, to_run_config
 
     entries = expand_suite(load_suite(args.file))
     problems = []

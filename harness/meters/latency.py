@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from harness.meters.stats import summarize
+from harness.meters.stats import bootstrap_percentile_ci, summarize
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ def measure_latency(
     host_ms = [ns / 1e6 for ns in host_ns]
     result: dict[str, Any] = {
         "unit": "ms",
-        "host_latency": summarize(host_ms),
+        "host_latency": {**summarize(host_ms), "p90_ci": bootstrap_percentile_ci(host_ms, 90)},
         "wall_s": wall_s,
         "device": device,
         "warmup_calls": warmup_calls,
@@ -210,16 +210,21 @@ def measure_interleaved(
     """Host latency samples (ms) of several callables measured in turn, A, B, A, B, ... on the same inputs (§9).
 
     Interleaving spreads frequency scaling and machine-load drift evenly over all of them (PyTorch's dynamo
-    benchmarks compare this way). Each is warmed up first; the loop stops when both minimums are met.
+    benchmarks compare this way); the order is rotated every round (A B C, B C A, C A B, ...) so that no callable
+    always runs in the same position (right after another one's cache traffic, say). Each is warmed up first; the
+    loop stops when both minimums are met.
     """
     for fn in fns.values():
         warm_up(fn, inputs, settings, device, clock)
     samples: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
     start = now = clock()
     i = 0
     while i < settings.min_count or (now - start) < settings.min_time_s * 1e9:
         args = inputs[i % len(inputs)]
-        for name, fn in fns.items():
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            fn = fns[name]
             _sync(device)
             t0 = clock()
             fn(*args)

@@ -111,17 +111,40 @@ def _measured(flops: int, effective: float, roof_s: float, samples: Path, p50: f
     }
 
 
-def test_speedup_of_masked_model_has_ideal_one(tmp_path: Path) -> None:
+def _interleaved(ratio: float, verdict: str) -> dict[str, Any]:
+    point = {"ratio": ratio, "low": ratio * 0.99, "high": ratio * 1.01, "aa_spread": 0.01, "verdict": verdict}
+    return {"eager": {"status": "ok", "by_batch": {"1": point}, "stopped": None}}
+
+
+def test_masked_model_has_ideal_one_and_is_never_shown_faster(tmp_path: Path) -> None:
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     a.write_text("\n".join(["2.0"] * 40))
     b.write_text("\n".join(["1.0"] * 40))
     dense = _measured(100, 100, 4.0, a, 2.0)
     masked = _measured(100, 50, 4.0, b, 1.0)
-    table = compare(dense, masked, execution="simulated")
-    assert table["execution"] == "simulated"
+    table = compare(dense, masked, _interleaved(1.3, "faster"), execution="simulated")
+    assert table["execution"] == "simulated" and table["cannot_be_faster"]
     assert table["ideal_flops"] == 1.0 and table["ideal_roofline_bs1"] == 1.0
     assert table["ideal_effective_flops"] == 2.0
     eager = table["backends"]["eager"]
-    assert eager["achieved_bs1_p50"] == 2.0 and eager["efficiency_bs1"] == 2.0
-    assert eager["achieved_bs1_ci"]["low"] == 2.0 and eager["achieved_bs1_ci"]["verdict"] == "faster"
-    assert eager["by_batch"]["1"]["efficiency_roofline"] == 2.0
+    point = eager["achieved"]["1"]
+    assert point["verdict"] == "no difference" and point["measured_verdict"] == "faster"
+    assert "faster_than_possible" in point["flags"] and eager["headline_bs1"]["verdict"] == "no difference"
+    assert eager["efficiency"]["1"] == 1.3 and eager["efficiency_roofline"]["1"] == 1.3
+    # the separate measurements stay, under their name, with no verdict
+    separate = eager["separate_measurements"]
+    assert separate["ratio_bs1_p50"] == 2.0 and separate["ratio_bs1_ci"]["low"] == 2.0
+    assert "verdict" not in separate["ratio_bs1_ci"] and separate["ratio_offline_by_batch"] == {"1": 2.0}
+
+
+def test_thinned_model_can_be_faster_and_missing_interleaving_is_no_headline(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("\n".join(["2.0"] * 40))
+    b.write_text("\n".join(["1.0"] * 40))
+    dense, thinned = _measured(100, 100, 4.0, a, 2.0), _measured(50, 50, 2.0, b, 1.0)
+    table = compare(dense, thinned, _interleaved(1.8, "faster"), execution="executed")
+    eager = table["backends"]["eager"]
+    assert not table["cannot_be_faster"] and eager["headline_bs1"]["verdict"] == "faster"
+    assert eager["efficiency"]["1"] == 0.9 and "measured_verdict" not in eager["achieved"]["1"]
+    alone = compare(dense, thinned, None, execution="executed")["backends"]["eager"]
+    assert alone["status"] == "skipped" and alone["headline_bs1"] is None and alone["achieved"] == {}

@@ -75,8 +75,22 @@ def test_aa_rule() -> None:
     assert compare_to_aa(narrow, spread=0.05) == "B faster"
     assert compare_to_aa({"ratio": 0.5, "low": 0.45, "high": 0.55}, spread=0.05) == "B slower"
     assert compare_to_aa({"ratio": 1.03, "low": 1.02, "high": 1.04}, spread=0.05) == "no difference"
+    # the whole interval must clear the tolerance: a ratio beyond the spread with a low end inside it is no difference
+    assert compare_to_aa({"ratio": 1.08, "low": 1.04, "high": 1.12}, spread=0.05) == "no difference"
+    assert compare_to_aa({"ratio": 1.015, "low": 1.012, "high": 1.018}, spread=0.001) == "no difference"  # 2 % floor
+    assert compare_to_aa({"ratio": 1.03, "low": 1.025, "high": 1.035}, spread=0.001) == "B faster"
     assert compare_to_aa({"ratio": 1.3, "low": 0.9, "high": 1.6}, spread=0.05) == "no difference"  # CI holds 1
 
 
 def test_interleaved_halves() -> None:
     assert interleaved_halves([1, 2, 3, 4, 5]) == ([1, 3, 5], [2, 4])
+
+
+def test_bootstrap_percentile_ci_brackets_the_p90_and_needs_its_minimum_n() -> None:
+    from harness.meters.stats import bootstrap_percentile_ci
+
+    samples = [float(v) for v in range(1, 101)]  # p90 (nearest rank) = 90
+    ci = bootstrap_percentile_ci(samples, 90)
+    assert ci is not None and ci["value"] == 90.0 and ci["low"] <= 90.0 <= ci["high"] and ci["high"] <= 100.0
+    assert ci["high"] - ci["low"] > 0  # resampling moves the p90 of 100 distinct values
+    assert bootstrap_percentile_ci(samples[:63], 90) is None  # LoadGen: p90 needs n >= 64
