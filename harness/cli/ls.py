@@ -16,14 +16,25 @@ EXAMPLES = """Examples:
 
 def add_parser(sub: Any) -> None:
     parser = sub.add_parser("ls", help="list registered plug-ins", epilog=EXAMPLES, formatter_class=formatter())
-    parser.add_argument("what", choices=["workloads", "compressors", "backends", "datasets", "runs"])
+    parser.add_argument("what", nargs="?", choices=["workloads", "compressors", "backends", "datasets", "runs"])
     parser.add_argument("--pattern", help="shell-style filter, e.g. 'resnet*' (runs: matches the run id)")
     parser.add_argument("--results", default="results", help="results directory for 'ls runs' (default results/)")
+    parser.add_argument("--refresh-catalog", action="store_true", help=argparse.SUPPRESS)
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    rows = _runs(args.pattern, args.results) if args.what == "runs" else LISTERS[args.what](args.pattern)
+    from harness.cli.catalog import CATALOGUED, cached_rows, write_catalog
+
+    if args.refresh_catalog:
+        print(f"wrote {write_catalog({what: LISTERS[what](None) for what in CATALOGUED})}")
+        return 0
+    if args.what is None:
+        raise ValueError("ls needs what to list: workloads, compressors, backends, datasets or runs")
+    if args.what == "runs":
+        rows = _runs(args.pattern, args.results)
+    else:
+        rows = cached_rows(args.what, args.pattern) or LISTERS[args.what](args.pattern)
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))] if rows else []
     for row in rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
