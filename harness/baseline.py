@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from harness.progress import say
+from harness.safe_load import load_tensors
 from harness.store import ResultsStore
 from harness.train import Trainer, atomic_torch_save
 from workloads.base import Workload
@@ -38,7 +39,7 @@ def get_baseline(
     torch.manual_seed(seed)
     model = workload.build_model()
     if path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = load_tensors(path)
         model.load_state_dict(state["model"])
         say(f"[baseline] reusing cached dense model {path}")
         return model.to(device), {**state["info"], "cached": True, "path": str(path)}

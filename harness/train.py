@@ -14,6 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from harness.progress import bar_disable, say
+from harness.safe_load import load_tensors
 from workloads.base import Recipe, Workload
 
 
@@ -188,13 +189,13 @@ class Trainer:
     def _maybe_resume(self, model: nn.Module, scheduler: Any) -> int:
         if self.checkpoint_path is None or not self.checkpoint_path.is_file():
             return 0
-        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        state = load_tensors(self.checkpoint_path, map_location=self.device)
         model.load_state_dict(state["model"])
         assert self.optimizer is not None
         self.optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         self.step, self.history = state["step"], list(state["history"])
-        print(f"[{self.name}] resumed from {self.checkpoint_path} after epoch {state['epoch'] + 1}", flush=True)
+        say(f"[{self.name}] resumed from {self.checkpoint_path} after epoch {state['epoch'] + 1}")
         return int(state["epoch"]) + 1
 
 

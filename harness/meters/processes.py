@@ -11,10 +11,15 @@ statistics, the medians of their p50 and p90 (the headlines) and the spread of t
 A model that cannot be pickled, or a worker that fails, gives ``status: failed`` with the reason; the in-process
 figures stay in the record and the run is flagged ``single_process``, never silently reported as multi-process.
 Scope: SingleStream latency only; the Offline sweep and the energy meters still run in the parent process.
+
+The payload lives in a private temporary folder of the run (created 0700 by ``tempfile``, removed afterwards), and
+each worker gets the payload's SHA-256 over standard input and refuses bytes that do not match it before it
+unpickles anything (see ``harness/meters/latency_worker.py``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 import subprocess
@@ -75,6 +80,7 @@ def measure_in_processes(
             torch.save({"model": model, "pool": pool}, payload)
         except Exception as exc:  # noqa: BLE001 - recorded; the in-process figures stay
             return _single_process(first, f"model cannot be pickled for a separate process: {exc}")
+        digest = hashlib.sha256(payload.read_bytes()).hexdigest()
         for index in range(2, settings.processes + 1):
             result_path = Path(tmp) / f"result-{index}.json"
             samples_path = out_dir / f"latency-{backend}-bs1-process{index}.txt"
@@ -92,7 +98,9 @@ def measure_in_processes(
                 str(result_path),
             ]
             try:
-                done = subprocess.run(command, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
+                done = subprocess.run(
+                    command, input=digest + "\n", capture_output=True, text=True, timeout=WORKER_TIMEOUT_S
+                )
             except subprocess.TimeoutExpired:
                 return _single_process(first, f"latency process {index} exceeded {WORKER_TIMEOUT_S} s")
             if done.returncode != 0:

@@ -266,3 +266,39 @@ def test_image_collate_resizes_expands_and_normalises() -> None:
     assert images.shape == (2, 3, 16, 16) and labels.tolist() == [3, 7]
     assert torch.allclose(images[0], torch.full((3, 16, 16), 2.0))  # (1 - 0.5) / 0.25
     assert torch.allclose(images[1], torch.full((3, 16, 16), -2.0))  # (0 - 0.5) / 0.25
+
+
+class _CreatesAFile:
+    """Unpickling this runs ``os.system('touch ...')``: what a crafted "dataset" could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_cifar_reader_refuses_a_pickle_that_would_run_code(tmp_path: Path) -> None:
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    marker = tmp_path / "ran"
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        write_cifar_batch(folder / name, 2, "labels")
+    with open(folder / "data_batch_1", "wb") as fh:
+        pickle.dump({"data": _CreatesAFile(marker), "labels": [0, 1]}, fh)
+    with pytest.raises(DatasetFormatError, match="unsafe pickle.*posix.system|unsafe pickle.*os.system"):
+        read_cifar10("train", str(tmp_path))
+    assert not marker.exists()
+
+
+def test_cifar_reader_reads_protocol_2_batches_as_the_real_archive_has(tmp_path: Path) -> None:
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    data = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(folder / name, "wb") as fh:  # the archive's protocol 2: array bytes go through _codecs.encode
+            pickle.dump({"data": data, "labels": [3, 4], "batch_label": "x"}, fh, protocol=2)
+    val = read_cifar10("val", str(tmp_path))
+    assert len(val) == 2

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from workloads.data.errors import DatasetFormatError, DatasetNotFoundError
+from workloads.data.safe_pickle import UnsafePickleError, load_dataset_pickle
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 SPLIT_SEED = 0  # the deterministic train/val split of datasets that ship without one
@@ -194,7 +195,9 @@ def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarra
     expected = f"CIFAR python pickle: dict with 'data' (N x 3072 uint8) and '{label_key}' (N ints)"
     try:
         with open(path, "rb") as fh:
-            batch = pickle.load(fh, encoding="latin1")
+            batch = load_dataset_pickle(fh)
+    except UnsafePickleError as exc:
+        raise DatasetFormatError(path, expected, f"unsafe pickle, not loaded ({exc})") from exc
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as exc:
         raise DatasetFormatError(path, expected, f"not a readable pickle ({type(exc).__name__}: {exc})") from exc
     if not isinstance(batch, dict) or "data" not in batch or label_key not in batch:
