@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
+from fractions import Fraction
 from typing import TYPE_CHECKING
 
 import torch
@@ -54,12 +55,19 @@ def magnitude_mask(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
     flat = weight.detach().abs().flatten()
-    k = math.floor(sparsity * flat.numel())
+    k = removed_count(sparsity, flat.numel())
     mask = torch.ones_like(flat)
     if k > 0:
         order = torch.argsort(flat, stable=True)
         mask[order[:k]] = 0.0
     return mask.view_as(weight).to(weight.dtype)
+
+
+def removed_count(sparsity: float, n: int) -> int:
+    """``floor(sparsity * n)`` in exact decimal arithmetic: the float product misses by one for some pairs
+    (0.7 * 90 = 62.99999999999999, 0.29 * 100 = 28.999999999999996); the sparsity is read as the decimal it
+    prints as."""
+    return math.floor(Fraction(repr(float(sparsity))) * n)
 
 
 class MaskSet:

@@ -161,3 +161,15 @@ def test_mask_set_holds_masked_weights_at_zero_under_weight_decay() -> None:
         masks.apply_to_weights(model)
     assert int((model.weight == 0).sum()) == 9
     assert math.isclose(masks.density(), 0.5)
+
+
+@pytest.mark.parametrize(("n", "sparsity", "k"), [(90, 0.7, 63), (100, 0.29, 29), (10, 0.3, 3), (7, 0.5, 3)])
+def test_magnitude_mask_removes_floor_of_exact_sparsity_times_n(n: int, sparsity: float, k: int) -> None:
+    weight = torch.arange(1, n + 1, dtype=torch.float32)
+    assert int((magnitude_mask(weight, sparsity) == 0).sum()) == k  # the float product gave k - 1 for the first two
+
+
+def test_magnitude_mask_breaks_ties_by_position_and_removes_exactly_k() -> None:
+    # the paper's rule 1(|W| > lambda) would remove all four tied 0.5s; the suite removes k = 2, the first ones
+    weight = torch.tensor([0.5, 2.0, 0.5, 0.5, 3.0, 0.5])
+    assert magnitude_mask(weight, 0.34).tolist() == [0.0, 1.0, 0.0, 1.0, 1.0, 1.0]
