@@ -302,3 +302,14 @@ def test_cifar_reader_reads_protocol_2_batches_as_the_real_archive_has(tmp_path:
             pickle.dump({"data": data, "labels": [3, 4], "batch_label": "x"}, fh, protocol=2)
     val = read_cifar10("val", str(tmp_path))
     assert len(val) == 2
+
+
+def test_cifar_reader_accepts_byte_string_keys(tmp_path: Path) -> None:
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    data = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(folder / name, "wb") as fh:  # what pickle.load(f, encoding="bytes") yields for the archive
+            pickle.dump({b"data": data, b"labels": [3, 4], b"batch_label": b"x"}, fh, protocol=2)
+    val = read_cifar10("val", str(tmp_path))
+    assert len(val) == 2 and val[1][1] == 4

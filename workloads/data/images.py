@@ -200,6 +200,8 @@ def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarra
         raise DatasetFormatError(path, expected, f"unsafe pickle, not loaded ({exc})") from exc
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as exc:
         raise DatasetFormatError(path, expected, f"not a readable pickle ({type(exc).__name__}: {exc})") from exc
+    if isinstance(batch, dict):  # pickle.load(encoding="bytes") gives byte-string keys; latin1 gives str keys
+        batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
     if not isinstance(batch, dict) or "data" not in batch or label_key not in batch:
         found = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
         raise DatasetFormatError(path, expected, f"keys missing (found {found})")
