@@ -281,7 +281,7 @@ class LanguageModelWorkload(Workload):
             total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum"))
             count += targets.numel()
         model.train(was_training)
-        return lm_metrics(total / max(count, 1), count)
+        return lm_metrics(total / max(count, 1), count, self.level)
 
     def preprocessing(self) -> dict[str, Any]:
         d = self.data
@@ -293,7 +293,7 @@ class LanguageModelWorkload(Workload):
             "train_tokens": int(d.train.numel()),
             "val_tokens": int(d.val.numel()),
             "val_unk_rate": float((d.val == d.vocab.unk_id).float().mean()),
-            "unigram_val": lm_metrics(d.unigram_nats, int(d.val.numel())),
+            "unigram_val": lm_metrics(d.unigram_nats, int(d.val.numel()), self.level),
             "batching": f"{self.recipe.batch_size} contiguous streams, BPTT {self.opts.bptt}, "
             "state carried and detached across windows, never shuffled",
             "split_rule": d.split_rule,
@@ -303,12 +303,13 @@ class LanguageModelWorkload(Workload):
         }
 
 
-def lm_metrics(nats: float, tokens: int) -> dict[str, float]:
-    """Loss (nats/token), perplexity = exp(loss), bits per token = loss / ln 2."""
+def lm_metrics(nats: float, tokens: int, level: str) -> dict[str, float]:
+    """Loss (nats/token), perplexity = exp(loss), and loss / ln 2 named for the unit the tokens are: bits_per_char
+    for a character vocabulary, bits_per_token for a word or subword one."""
     return {
         "loss": nats,
         "perplexity": math.exp(min(nats, 700.0)),
-        "bits_per_char": nats / math.log(2),
+        "bits_per_char" if level == "char" else "bits_per_token": nats / math.log(2),
         "tokens": float(tokens),
     }
 

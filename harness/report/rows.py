@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-PRIMARY_METRICS = ("top1", "accuracy", "perplexity", "bits_per_char", "wer")
+PRIMARY_METRICS = ("top1", "accuracy", "perplexity", "bits_per_char", "bits_per_token", "wer")
 FLAG_KEYS = ("unstable", "below_methodology_minimums", "single_process", "below_minimums", "throttled")
 
 
@@ -40,7 +40,7 @@ def higher_is_better(record: dict[str, Any]) -> bool | None:
     if known is not None:
         return bool(known)
     metric = metric_name(record)
-    return None if metric is None else metric not in ("perplexity", "bits_per_char", "wer", "cer", "loss")
+    return None if metric is None else metric not in ("perplexity", "bits_per_char", "bits_per_token", "wer", "cer", "loss")
 
 
 def metric_value(record: dict[str, Any], which: str) -> float | None:

@@ -148,6 +148,7 @@ def test_uniform_model_has_perplexity_equal_to_vocab(tmp_path: Path) -> None:
     metrics = word.evaluate(model, word.dataloader("val"), "cpu")
     vocab = len(word.data.vocab)
     assert metrics["perplexity"] == pytest.approx(vocab) and metrics["loss"] == pytest.approx(math.log(vocab))
+    assert metrics["bits_per_token"] == pytest.approx(math.log2(vocab)) and "bits_per_char" not in metrics
     char = _workload("gru_char", tmp_path)
     cmodel = char.build_model()
     nn.init.zeros_(cmodel.decoder.weight)
