@@ -102,7 +102,7 @@ def convert_recipe_overrides(values: dict[str, Any]) -> dict[str, Any]:
     """Convert recipe override strings to the Recipe fields' types."""
     import typing
 
-    from compressors.base import parse_value
+    from harness.values import parse_value
 
     hints = typing.get_type_hints(Recipe)
     return {key: parse_value(value, hints[key], f"recipe.{key}") for key, value in values.items()}

@@ -65,7 +65,7 @@ def prepare(config: RunConfig) -> PreparedRun:
 def _convert_options(workload_cls: Any, values: dict[str, Any]) -> dict[str, Any]:
     import typing
 
-    from compressors.base import parse_value
+    from harness.values import parse_value
 
     hints = typing.get_type_hints(workload_cls.Options)
     return {k: parse_value(v, hints[k], f"workload.{k}") if k in hints else v for k, v in values.items()}

@@ -17,11 +17,11 @@ from compressors import COMPRESSORS
 from compressors.base import IncompatibleWorkloadError
 from compressors.taylor import TaylorConfig, TaylorPruning, TaylorPruningCallback, select_pruned
 from compressors.taylor_gates import GateSet, fo_gate, gate_hessian_diag, so_gate, weight_fo, weight_magnitude
+from compressors.taylor_oracle import criterion_oracle_correlation
 from compressors.thinning import CostModel, export_thinned, load_thinned, thin
 from harness.config import RunConfig
 from harness.context import RunContext
 from harness.meters.flops import count_flops
-from harness.oracle import criterion_oracle_correlation
 from workloads.mlp import LeNet3Workload, MLPWorkload
 
 
