@@ -36,7 +36,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -76,6 +76,7 @@ class TaylorConfig(CompressorConfig):
         export: save the thinned model as a torch.export program in the run folder.
     """
 
+    version: ClassVar[int] = 2  # 2: weight_fo sums the weights' terms only (version 1 added the bias's)
     criterion: str = "taylor_fo_bn"
     target: str = "flops"
     target_value: float = 0.45

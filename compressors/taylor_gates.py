@@ -223,12 +223,11 @@ def per_filter(tensors: list[torch.Tensor], size: int) -> torch.Tensor:
 
 
 def weight_fo(layers: list[nn.Module], size: int) -> torch.Tensor:
-    """``Σ_s (w_s ∂L/∂w_s)^2`` per output channel over ``layers`` (official method 0)."""
-    terms = []
-    for layer in layers:
-        for param in (layer.weight, getattr(layer, "bias", None)):
-            if param is not None and param.grad is not None:
-                terms.append((param.detach() * param.grad.detach()).pow(2))
+    """``Σ_s (w_s ∂L/∂w_s)^2`` per output channel over ``layers``' weights (official method 0: the weights alone, no
+    bias term)."""
+    terms = [
+        (layer.weight.detach() * layer.weight.grad.detach()).pow(2) for layer in layers if layer.weight.grad is not None
+    ]
     return per_filter(terms, size)
 
 

@@ -59,6 +59,17 @@ def test_weight_criteria_equal_hand_values() -> None:
     assert fo_gate(gates.groups[0].gate, gates.groups[0].gate.grad).tolist() == [9.0, 4.0]
 
 
+def test_weight_fo_uses_the_weights_alone_as_the_official_method_0() -> None:
+    layer = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
+        layer.bias.copy_(torch.tensor([5.0, -5.0]))
+    layer(torch.tensor([[1.0, 1.0]])).sum().backward()  # dL/dW = x = 1, dL/db = 1
+    assert weight_fo([layer], 2).tolist() == [1.0, 4.0]  # the bias's (5 * 1)^2 = 25 is not added
+    with pytest.raises(ValueError, match="version 1 cannot be loaded by version 2"):
+        TaylorConfig.from_dict({**TaylorConfig().to_dict(), "version": 1})
+
+
 def test_global_ranking_tie_free() -> None:
     chosen = select_pruned([torch.tensor([0.1, 0.4]), torch.tensor([0.2, 0.5])], 0, 2, None, 1)
     assert [c.tolist() for c in chosen] == [[True, False], [True, False]]
