@@ -23,6 +23,7 @@ from harness.environment import commit_info, machine_info
 from harness.measure import compare_interleaved, measure_model
 from harness.meters.energy_run import PhaseEnergyMeter, break_even_table
 from harness.progress import say as _progress
+from harness.quality import chance_flags
 from harness.speedup import speedup_table
 from harness.store import ResultsStore
 from workloads import WORKLOADS
@@ -172,6 +173,8 @@ def _run_phases(
     record["speedup"] = speedup_table(
         record["baseline"], record["compressed"], record["variants"], interleaved, execution=result.execution
     )
+    record["quality"] = chance_flags(workload, {"baseline": record["baseline"], "compressed": record["compressed"]})
+    record["flags"] = sorted(record["quality"]["flags"])
     record["break_even"] = break_even_table(record["compression_energy"], record["baseline"], record["compressed"])
     torch.save(result.model.state_dict(), run_dir / "compressed_state_dict.pt")
 

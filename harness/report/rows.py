@@ -73,7 +73,7 @@ def _flags(*entries: Any) -> list[str]:
 
 def run_flags(record: dict[str, Any]) -> list[str]:
     """Measurement-quality flags of every measured backend of the run (a run is as trustworthy as its worst part)."""
-    flags: set[str] = set()
+    flags: set[str] = set(record.get("flags") or [])
     for measured in _models(record).values():
         for entry in (measured.get("backends") or {}).values():
             single = entry.get("single_stream") or {}

@@ -148,3 +148,15 @@ def test_thinned_model_can_be_faster_and_missing_interleaving_is_no_headline(tmp
     assert eager["efficiency"]["1"] == 0.9 and "measured_verdict" not in eager["achieved"]["1"]
     alone = compare(dense, thinned, None, execution="executed")["backends"]["eager"]
     assert alone["status"] == "skipped" and alone["headline_bs1"] is None and alone["achieved"] == {}
+
+
+def test_accuracy_at_chance_is_flagged() -> None:
+    from types import SimpleNamespace
+
+    from harness.quality import chance_flags
+
+    workload = SimpleNamespace(num_classes=10, info=SimpleNamespace(metric="top1"))
+    measured = {"baseline": {"accuracy": {"top1": 92.0}}, "compressed": {"accuracy": {"top1": 10.4}}}
+    assert chance_flags(workload, measured) == {"chance_percent": 10.0, "flags": ["compressed_at_chance"]}
+    perplexity = SimpleNamespace(num_classes=None, info=SimpleNamespace(metric="perplexity"))
+    assert chance_flags(perplexity, measured)["flags"] == []
