@@ -94,8 +94,8 @@ def _conditions(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     notes = []
     from harness.report.rows import get
 
-    checks = (("machine", "machine_info.hostname"), ("CPU", "machine_info.cpu"), ("device", "config.device"))
-    checks += (("measure profile", "config.measure"),)
+    checks = [("machine", "machine_info.hostname"), ("CPU", "machine_info.cpu"), ("device", "config.device")]
+    checks.append(("measure profile", "config.measure"))
     for label, path in checks:
         va, vb = get(a, path), get(b, path)
         if va != vb:
