@@ -7,10 +7,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from harness.cli import compare, export, ls, report, run, suite, validate
+from harness.cli import compare, doctor, export, ls, report, run, suite, validate
 from harness.registry import RegistryError
 
-VERBS = (run, suite, ls, report, export, compare, validate)
+VERBS = (run, suite, ls, report, export, compare, validate, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,6 @@ batch 32. The masked model (zeroed channels at the dense shape) must not look fa
 
 from __future__ import annotations
 
-import copy
 import statistics
 import time
 
@@ -18,9 +17,14 @@ import torch
 import torchvision
 from torch import nn
 
-from compressors.taylor_gates import GateSet
-from compressors.thinning import thin
+from harness.doctor.thinned import thin_with_masks  # shared with `python -m harness doctor` (thinned steps)
 from harness.meters.flops import count_flops
+
+
+def _every_other(size: int) -> torch.Tensor:
+    mask = torch.zeros(size, dtype=torch.bool)
+    mask[::2] = True
+    return mask
 
 
 def _interleaved(models: dict[str, nn.Module], x: torch.Tensor, rounds: int) -> dict[str, list[float]]:
@@ -41,16 +45,7 @@ def test_thinned_resnet18_latency_ratio(benchmark: pytest.FixtureRequest) -> Non
     torch.manual_seed(0)
     dense = torchvision.models.resnet18(num_classes=10).eval()
     x = torch.randn(32, 3, 32, 32)
-    masked = copy.deepcopy(dense)
-    gates = GateSet(masked, (x[:2],))
-    pruned = []
-    for i, group in enumerate(gates.groups):
-        mask = torch.zeros(group.size, dtype=torch.bool)
-        mask[::2] = True
-        gates.set_pruned(i, mask)
-        pruned.append(mask)
-    gates.fold()
-    thinned = thin(copy.deepcopy(masked), gates.groups, pruned, (x[:2],)).eval()
+    masked, thinned = thin_with_masks(dense, (x[:2],), lambda model, groups: [_every_other(g.size) for g in groups])
     ideal = count_flops(dense, (x[:1],))["flops"] / count_flops(thinned, (x[:1],))["flops"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

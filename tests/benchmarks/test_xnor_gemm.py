@@ -7,27 +7,15 @@ checked bit-exact against the ``±1`` float product before timing.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
 from compressors.kernels import binary_ops
+from harness.doctor.gemm import interleaved_best  # shared with `python -m harness doctor` (xnor_gemm step)
 
 MIN_RATIO = 1.5  # the target is >= 2x; the gate leaves room for noise on a shared machine
 # (M, K, N): the QNN MNIST MLP's layers at batch 100 and batch 1, and the paper's large square product
 MLP_SHAPES = [(100, 784, 4096), (100, 4096, 4096), (100, 4096, 10), (1, 4096, 4096)]
-
-
-def _interleaved_best(fns: list, rounds: int) -> list[float]:  # type: ignore[type-arg]
-    """Best-of-``rounds`` seconds of each callable, alternating A, B, A, B (frequency/neighbour drift cancels)."""
-    best = [float("inf")] * len(fns)
-    for _ in range(rounds):
-        for i, fn in enumerate(fns):
-            start = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
 
 
 def _compare(benchmark, m: int, k: int, n: int, rounds: int, bench_rounds: int = 3) -> None:  # type: ignore[no-untyped-def]
@@ -46,7 +34,7 @@ def _compare(benchmark, m: int, k: int, n: int, rounds: int, bench_rounds: int =
         return x @ w_t
 
     binary(), dense()  # warm-up
-    t_binary, t_dense = _interleaved_best([binary, dense], rounds)
+    t_binary, t_dense = interleaved_best([binary, dense], rounds)
     ratio = t_dense / t_binary
     benchmark.extra_info.update(
         {"shape_mkn": [m, k, n], "threads": threads, "binary_s": t_binary, "fp32_s": t_dense, "speedup": ratio,

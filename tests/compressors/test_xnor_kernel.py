@@ -137,3 +137,36 @@ def test_triton_kernel_bit_exact_on_gpu() -> None:
         a, b = torch.randn(m, k, device="cuda"), torch.randn(n, k, device="cuda")
         got = xnor_triton.xnor_gemm(binary_ops.pack_signs(a), binary_ops.pack_signs(b), k)
         assert torch.equal(got, pm1(a) @ pm1(b).T)
+
+
+@pytest.mark.gpu
+def test_binary_ops_route_cuda_tensors_to_triton_bit_exact() -> None:
+    """The route the binary layers take on CUDA: packing on the GPU equals CPU packing; the GEMM is Triton's and
+    equals the float ±1 product computed on the CPU (exact integers), on shapes spanning several word blocks."""
+    if not xnor_triton.available()[0]:
+        pytest.skip(f"Triton XNOR kernel cannot run here: {xnor_triton.available()[1]}")
+    assert binary_ops.backend_name("cuda") == "triton"
+    for m, k, n in [(257, 1000, 129), (64, 4097, 33), (2, 64 * 9, 3)]:
+        gen = torch.Generator().manual_seed(m + k + n)
+        a, b = torch.randn(m, k, generator=gen), torch.randn(n, k, generator=gen)
+        pa, pb = binary_ops.pack_signs(a.cuda()), binary_ops.pack_signs(b.cuda())
+        assert torch.equal(pa.cpu(), xnor_reference.pack_signs(a))
+        assert torch.equal(pb.cpu(), xnor_reference.pack_signs(b))
+        got = binary_ops.xnor_gemm(pa, pb, k)
+        assert got.is_cuda and got.dtype == torch.float32
+        assert torch.equal(got.cpu(), pm1(a) @ pm1(b).T), (m, k, n)
+
+
+@pytest.mark.gpu
+def test_binary_conv_on_gpu_equals_float_conv() -> None:
+    if not xnor_triton.available()[0]:
+        pytest.skip(f"Triton XNOR kernel cannot run here: {xnor_triton.available()[1]}")
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 16, 9, 7, generator=gen)
+    w = pm1(torch.randn(8, 16, 3, 3, generator=gen))
+    expected = F.conv2d(pm1(x), w, padding=1)  # CPU float: exact integers
+    wc = w.cuda()
+    correction = binary_ops.padding_correction(wc, (9, 7), (1, 1), (1, 1), (1, 1))
+    got = binary_ops.binary_conv2d(x.cuda(), binary_ops.pack_signs(wc.flatten(1)), tuple(w.shape), (1, 1), (1, 1),
+                                   (1, 1), correction)  # fmt: skip
+    assert torch.equal(got.cpu(), expected)

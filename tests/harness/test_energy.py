@@ -230,3 +230,85 @@ def test_break_even_table_per_backend_and_source() -> None:
     table = energy_run.break_even_table(compression, measured(2.0), measured(1.5))
     assert table["eager"]["gpu"]["inferences"] == pytest.approx(2000.0)
     assert table["eager"]["cpu"]["inferences"] is None and "no RAPL" in table["eager"]["cpu"]["reason"]
+
+
+# ---- the real device (pytest -m gpu; run by `python -m harness doctor --device cuda`) --------------------------------
+def _real_nvml() -> Any:
+    from harness.meters.energy import NvmlDevice
+
+    try:
+        return NvmlDevice(0)
+    except EnergyUnavailable as exc:
+        pytest.skip(f"NVML not usable here: {exc}")
+
+
+def _gpu_load_step() -> Any:
+    """One synchronized bf16 matmul of 4096^2 (a real load, ~0.2 ms on an H100-class GPU): returns 1 inference."""
+    import torch
+
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    a = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16, generator=gen)
+
+    def step() -> int:
+        torch.mm(a, a)
+        torch.cuda.synchronize()
+        return 1
+
+    return step
+
+
+@pytest.mark.gpu
+def test_real_nvml_counter_advances_under_load_and_state_reads() -> None:
+    import time
+
+    import torch
+
+    gpu = _real_nvml()
+    state = gpu.state()
+    assert state["name"] and state["driver"] and state["power_limit_w"] > 0
+    assert isinstance(gpu.clock_event_reasons(), int)
+    step = _gpu_load_step()
+    torch.cuda.synchronize()
+    start_mj, deadline = gpu.total_energy_mj(), time.perf_counter() + 1.0
+    while time.perf_counter() < deadline:
+        step()
+    assert gpu.total_energy_mj() > start_mj  # the counter updates every 10-100 ms: 1 s of load must move it
+
+
+@pytest.mark.gpu
+def test_real_nvml_window_shorter_than_minimum_is_refused() -> None:
+    import time
+
+    import torch
+
+    counter = NvmlEnergyCounter(_real_nvml())
+    with pytest.raises(EnergyWindowError, match="shorter than the 5.0 s minimum"):
+        measure_windows(_gpu_load_step(), {"gpu": counter}, time.perf_counter, torch.cuda.synchronize,
+                        EnergySettings(window_s=0.05))  # fmt: skip
+
+
+@pytest.mark.gpu
+def test_real_nvml_power_instant_is_plausible() -> None:
+    gpu = _real_nvml()
+    try:
+        watts = gpu.power_instant_w()
+    except EnergyUnavailable as exc:
+        pytest.skip(str(exc))
+    assert 1.0 < watts < 2.0 * gpu.state()["power_limit_w"]
+
+
+@pytest.mark.gpu
+def test_real_inference_energy_follows_window_and_idle_rules() -> None:
+    """The meter end to end on the device: >= 10 s idle, 3 windows of >= 5 s, J/inference, CV, dynamic energy."""
+    import torch
+
+    energy_run.clear_idle_cache()
+    result = inference_energy(_gpu_load_step(), "cuda:0", "smoke", torch.cuda.synchronize)
+    gpu = result["gpu"]
+    assert gpu["status"] == "ok", gpu
+    assert gpu["method"] == "total_energy_counter"  # Volta and newer have the counter
+    assert len(gpu["windows"]) == 3 and all(w["seconds"] >= 5.0 and w["energy_j"] > 0 for w in gpu["windows"])
+    assert gpu["idle_power_w"] > 0 and gpu["avg_power_w"] > gpu["idle_power_w"]
+    assert 0 < gpu["dynamic_j_per_inference"] < gpu["j_per_inference"]
+    assert gpu["cv_across_windows"] < 0.10
+    assert gpu["state_before"]["name"] == gpu["state_after"]["name"]
