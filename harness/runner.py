@@ -59,8 +59,27 @@ def prepare(config: RunConfig) -> PreparedRun:
     compressor.check_compatible(workload)
     if config.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was given but torch sees no CUDA GPU; use --device cpu")
+    check_backends(config.backends, config.device)
     config.dataset = workload.dataset
     return PreparedRun(config, workload, compressor)
+
+
+def check_backends(names: Any, device: str) -> None:
+    """Before any training: every backend name is registered, and at least one of them can run on ``device``."""
+    from harness.backends import BACKENDS, BackendUnavailable
+
+    if isinstance(names, str) or not names or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"backends must be a list of names, got {names!r}; e.g. --backend eager --backend onnxruntime")
+    reasons = {}
+    for name in names:
+        backend = BACKENDS.get(name)()  # an unknown name raises with the close matches and the full list
+        try:
+            backend.check_available(device)
+        except BackendUnavailable as exc:
+            reasons[name] = str(exc)
+    if len(reasons) == len(names):
+        detail = "; ".join(f"{k}: {v}" for k, v in reasons.items())
+        raise RuntimeError(f"none of the backends {list(names)} can run on {device} ({detail}); add --backend eager")
 
 
 def _convert_options(workload_cls: Any, values: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ epochs only. A smaller variant is an explicit, recorded option, never a silent s
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,6 +19,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 PROFILES = ("tiny", "paper")
+
+
+RECIPE_OPTIMIZERS = ("sgd", "adam", "adamw")
+RECIPE_SCHEDULES = ("cosine", "step", "exponential", "none")
 
 
 @dataclass(frozen=True)
@@ -36,11 +41,11 @@ class Recipe:
 
     epochs: int
     batch_size: int
-    optimizer: str = "sgd"  # sgd | adam | adamw
+    optimizer: str = "sgd"  # RECIPE_OPTIMIZERS
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 0.0
-    schedule: str = "cosine"  # cosine | step | exponential | none
+    schedule: str = "cosine"  # RECIPE_SCHEDULES
     step_size: int = 30
     gamma: float = 0.1
     grad_clip: float | None = None
@@ -49,6 +54,13 @@ class Recipe:
     max_val_samples: int | None = None
     image_size: int | None = None
     source: str = ""
+
+    def __post_init__(self) -> None:
+        """Refuse values no training can use, naming the ``recipe.<field>`` key, before any work starts."""
+        problems = [_recipe_problem(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)]
+        problems = [p for p in problems if p]
+        if problems:
+            raise ValueError("; ".join(problems))
 
     def replace(self, **changes: Any) -> Recipe:
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
@@ -59,6 +71,38 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+POSITIVE_INTS = ("epochs", "batch_size", "step_size", "max_train_samples", "max_val_samples", "image_size")
+NON_NEGATIVE_FLOATS = ("momentum", "weight_decay", "label_smoothing", "grad_clip")
+CHOICES = {"optimizer": RECIPE_OPTIMIZERS, "schedule": RECIPE_SCHEDULES}
+
+
+def _recipe_problem(name: str, value: Any) -> str | None:
+    """What is wrong with one recipe value (None when it is fine)."""
+    key = f"recipe.{name}"
+    if name in CHOICES and value not in CHOICES[name]:
+        return f"{key}={value!r} is not one of {', '.join(CHOICES[name])}"
+    if value is None:
+        return None
+    if name in POSITIVE_INTS and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        return f"{key}={value!r} must be a whole number >= 1" + (
+            " (or unset)" if name.startswith(("max_", "image")) else ""
+        )
+    if name == "image_size" and value < 8:
+        return f"{key}={value} is too small to classify (use >= 8)"
+    if name in ("lr", "gamma", *NON_NEGATIVE_FLOATS):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"{key}={value!r} must be a finite number"
+        if name == "lr" and value <= 0:
+            return f"{key}={value} must be > 0"
+        if name == "gamma" and not 0 < value <= 1:
+            return f"{key}={value} must be in (0, 1]"
+        if value < 0:
+            return f"{key}={value} must be >= 0"
+    if name == "label_smoothing" and value >= 1:
+        return f"{key}={value} must be < 1"
+    return None
 
 
 @dataclass(frozen=True)
