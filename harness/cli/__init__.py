@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_before = os.environ.get("HARNESS_QUIET")  # --quiet holds for this call only (main() may be called again)
     try:
         return int(args.handler(args) or 0)
     except (RegistryError, ValueError, FileNotFoundError, RuntimeError) as exc:
@@ -41,6 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if quiet_before is None:
+            os.environ.pop("HARNESS_QUIET", None)
+        else:
+            os.environ["HARNESS_QUIET"] = quiet_before
 
 
 class VersionAction(argparse.Action):

@@ -1,4 +1,9 @@
-"""``report``: a self-contained plotly HTML report of every run in the store."""
+"""``report``: a self-contained plotly HTML report of every run in the store (works offline).
+
+Per workload: the metric against latency, energy, size, FLOPs and BOPs with Pareto fronts and the dense baseline,
+ideal vs achieved (interleaved) speedup per backend and batch size, and compression energy with break-even; then the
+failed / interrupted runs and a sortable, filterable table of every run.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from harness.cli.common import formatter
 EXAMPLES = """Examples:
   python -m harness report --out results/report.html
   python -m harness report --results /tmp/results --out /tmp/report.html
+  python -m harness report --results /tmp/results --title "Pruning sweep, seeds 0-4"
 """
 
 
@@ -18,6 +24,7 @@ def add_parser(sub: Any) -> None:
     parser = sub.add_parser("report", help="write the HTML report", epilog=EXAMPLES, formatter_class=formatter())
     parser.add_argument("--results", default="results", help="results directory (default results/)")
     parser.add_argument("--out", default=None, help="output HTML file (default RESULTS/report.html)")
+    parser.add_argument("--title", default="Compression benchmark report", help="page title")
     parser.set_defaults(handler=handle)
 
 
@@ -28,6 +35,7 @@ def handle(args: argparse.Namespace) -> int:
     loaded = ResultsStore(args.results).load_all()
     for error in loaded.errors:
         print(f"warning: skipped unreadable record: {error}", file=sys.stderr)
-    out = build_report(loaded, args.out or f"{args.results}/report.html")
-    print(f"wrote {out} ({len(loaded.records)} runs, {len(loaded.errors)} unreadable)")
+    out = build_report(loaded, args.out or f"{args.results}/report.html", title=args.title)
+    not_ok = sum(1 for r in loaded.records if r.get("status") != "ok")
+    print(f"wrote {out} ({len(loaded.records)} runs, {not_ok} not ok, {len(loaded.errors)} unreadable)")
     return 0

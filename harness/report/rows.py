@@ -40,7 +40,11 @@ def higher_is_better(record: dict[str, Any]) -> bool | None:
     if known is not None:
         return bool(known)
     metric = metric_name(record)
-    return None if metric is None else metric not in ("perplexity", "bits_per_char", "bits_per_token", "wer", "cer", "loss")
+    return (
+        None
+        if metric is None
+        else metric not in ("perplexity", "bits_per_char", "bits_per_token", "wer", "cer", "loss")
+    )
 
 
 def metric_value(record: dict[str, Any], which: str) -> float | None:
