@@ -33,8 +33,10 @@ the paper's ResNet-50 Taylor-FO-BN-72 % row (4.09 -> 2.25 GFLOPs).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -76,7 +78,8 @@ class TaylorConfig(CompressorConfig):
         export: save the thinned model as a torch.export program in the run folder.
     """
 
-    version: ClassVar[int] = 2  # 2: weight_fo sums the weights' terms only (version 1 added the bias's)
+    # 2: weight_fo sums the weights' terms only (1 added the bias's); taylor_so's extra minibatch no longer updates BN
+    version: ClassVar[int] = 2
     criterion: str = "taylor_fo_bn"
     target: str = "flops"
     target_value: float = 0.45
@@ -200,7 +203,9 @@ class TaylorPruningCallback(Callback):
         return self.done
 
     def _second_order(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Gate gradient and Hessian diagonal on a minibatch of its own (the Trainer keeps its batch private)."""
+        """Gate gradient and Hessian diagonal on a minibatch of its own (the Trainer keeps its batch private). It runs
+        in train mode (batch statistics, as the official code) but leaves BatchNorm's running statistics untouched, so
+        they are updated once per step, not twice."""
         workload = self.ctx.workload
         if self._so_data is None:
             self._so_data = iter(self.ctx.train_loader())
@@ -208,7 +213,8 @@ class TaylorPruningCallback(Callback):
         if batch is None:
             self._so_data = iter(self.ctx.train_loader())
             batch = next(self._so_data)
-        loss = workload.loss(self.gates.model, workload.move_batch(batch, self.ctx.device))
+        with frozen_bn_statistics(self.gates.model):  # the Trainer's own step already updated them this step
+            loss = workload.loss(self.gates.model, workload.move_batch(batch, self.ctx.device))
         exact = self.plan["hessian"] == "exact"
         return gate_hessian_diag(loss, self.gates.gates, exact, self.plan["hessian_samples"], self.generator)
 
@@ -350,3 +356,16 @@ def _summary(
 @torch.no_grad()
 def _max_diff(a: nn.Module, b: nn.Module, inputs: tuple[torch.Tensor, ...]) -> float:
     return float((a.eval()(*inputs) - b.eval()(*inputs)).abs().max())
+
+
+@contextlib.contextmanager
+def frozen_bn_statistics(model: nn.Module) -> Iterator[None]:
+    """BatchNorm layers normalise with batch statistics (train mode) without updating their running statistics."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for layer in layers:
+        layer.track_running_stats = False
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.track_running_stats = True

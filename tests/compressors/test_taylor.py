@@ -292,3 +292,18 @@ def test_config_defaults_per_profile_and_json_round_trip() -> None:
     assert TaylorConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(ValueError, match="criterion"):
         TaylorConfig(criterion="taylor")
+
+
+def test_second_order_minibatch_leaves_batchnorm_running_statistics_alone() -> None:
+    from compressors.taylor import frozen_bn_statistics
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4)).train()
+    before = (net[1].running_mean.clone(), net[1].running_var.clone(), int(net[1].num_batches_tracked))
+    x = torch.randn(8, 3) * 5 + 2
+    with frozen_bn_statistics(net):
+        out = net(x)
+    assert out.mean(0).abs().max() < 1e-5  # still normalised with the batch's own statistics
+    assert torch.equal(net[1].running_mean, before[0]) and torch.equal(net[1].running_var, before[1])
+    assert int(net[1].num_batches_tracked) == before[2] and net[1].track_running_stats
+    net(x)
+    assert not torch.equal(net[1].running_mean, before[0])  # outside the block they update as usual
