@@ -70,7 +70,9 @@ class QNNConfig(CompressorConfig):
         w_bits: weight bits: 1 = binary (sign), 2..31 = LinearQuant/LogQuant, 32 = float.
         a_bits: activation (layer input) bits, same encoding; the first layer's input uses ``input_bits`` instead.
         g_bits: bits of the quantized gradients (paper: 6); 0 = full-precision gradients.
-        stochastic: stochastic binarization / rounding during training (deterministic at evaluation).
+        stochastic_weights: stochastic binarization / rounding of the weights during training (deterministic at
+            evaluation); separate from the activations' flag as in the official configurations.
+        stochastic_activations: the same for the activations.
         weight_quant: 'linear' (LinearQuant) or 'log' (LogQuant) for 2..31-bit weights.
         input_bits: fixed-point bits of the first layer's input (paper: 8).
         input_frac_bits: fractional bits of that fixed-point input (step 2^-input_frac_bits).
@@ -84,11 +86,14 @@ class QNNConfig(CompressorConfig):
         executed: build the packed-kernel inference model for fully binary networks.
     """
 
-    version = 2  # 2: bn_before_activation (default on) changes the converted order of activation -> BN models
+    # 2: bn_before_activation (default on) changes the converted order of activation -> BN models
+    # 3: one 'stochastic' flag split into stochastic_weights and stochastic_activations
+    version = 3
     w_bits: int = 1
     a_bits: int = 1
     g_bits: int = 0
-    stochastic: bool = False
+    stochastic_weights: bool = False
+    stochastic_activations: bool = False
     weight_quant: str = "linear"
     input_bits: int = 8
     input_frac_bits: int = 5
@@ -150,7 +155,8 @@ def quantize_model(model: nn.Module, cfg: QNNConfig) -> nn.Module:
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, (nn.Linear, nn.Conv2d)) and not isinstance(child, QUANT_TYPES):
-                quant = dict(w_bits=cfg.w_bits, a_bits=cfg.a_bits, stochastic=cfg.stochastic,
+                quant = dict(w_bits=cfg.w_bits, a_bits=cfg.a_bits, stochastic_weights=cfg.stochastic_weights,
+                             stochastic_activations=cfg.stochastic_activations,
                              weight_quant=cfg.weight_quant, g_bits=cfg.g_bits or None, first=not first_done,
                              input_bits=cfg.input_bits, input_frac_bits=cfg.input_frac_bits)  # fmt: skip
                 setattr(parent, name, from_float(child, **quant))
@@ -188,7 +194,8 @@ def _quantize_recurrent(model: nn.Module, cfg: QNNConfig) -> nn.Module:
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, RECURRENT_TYPES):
-                quant = dict(w_bits=cfg.w_bits, a_bits=cfg.a_bits, stochastic=cfg.stochastic,
+                quant = dict(w_bits=cfg.w_bits, a_bits=cfg.a_bits, stochastic_weights=cfg.stochastic_weights,
+                             stochastic_activations=cfg.stochastic_activations,
                              weight_quant=cfg.weight_quant, g_bits=cfg.g_bits or None)  # fmt: skip
                 setattr(parent, name, QuantRNN.from_float(child, **quant))
     return model

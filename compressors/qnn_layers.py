@@ -73,32 +73,36 @@ class QuantMixin:
 
     w_bits: int
     a_bits: int
-    stochastic: bool
+    stochastic_weights: bool
+    stochastic_activations: bool
     weight_quant: str
     g_bits: int | None
     first: bool
     input_bits: int
     input_frac_bits: int
 
-    def setup_quant(self, w_bits: int, a_bits: int, stochastic: bool = False, weight_quant: str = "linear",
-                    g_bits: int | None = None, first: bool = False, input_bits: int = 8,
-                    input_frac_bits: int = 5) -> None:  # fmt: skip
-        self.w_bits, self.a_bits, self.stochastic, self.weight_quant = w_bits, a_bits, stochastic, weight_quant
+    def setup_quant(self, w_bits: int, a_bits: int, stochastic_weights: bool = False,
+                    stochastic_activations: bool = False, weight_quant: str = "linear", g_bits: int | None = None,
+                    first: bool = False, input_bits: int = 8, input_frac_bits: int = 5) -> None:  # fmt: skip
+        self.w_bits, self.a_bits, self.weight_quant = w_bits, a_bits, weight_quant
+        self.stochastic_weights, self.stochastic_activations = stochastic_weights, stochastic_activations
         self.g_bits, self.first, self.input_bits, self.input_frac_bits = g_bits, first, input_bits, input_frac_bits
 
     def quant_input(self, x: torch.Tensor) -> torch.Tensor:
         if self.first:
             return _FixedPointSTE.apply(x, self.input_bits, self.input_frac_bits)
-        return quantize_activation(x, self.a_bits, self.stochastic and self.training)  # type: ignore[attr-defined]
+        stochastic = self.stochastic_activations and self.training  # type: ignore[attr-defined]
+        return quantize_activation(x, self.a_bits, stochastic)
 
     def quant_weight(self) -> torch.Tensor:
-        stochastic = self.stochastic and self.training  # type: ignore[attr-defined]
+        stochastic = self.stochastic_weights and self.training  # type: ignore[attr-defined]
         return quantize_weight(self.weight, self.w_bits, stochastic, self.weight_quant)  # type: ignore[attr-defined]
 
     def extra_repr(self) -> str:
         base = super().extra_repr()  # type: ignore[misc]
         first = f", first(input {self.input_bits}-bit fixed point)" if self.first else ""
-        return f"{base}, w_bits={self.w_bits}, a_bits={self.a_bits}, stochastic={self.stochastic}{first}"
+        stochastic = f"stochastic w/a={self.stochastic_weights}/{self.stochastic_activations}"
+        return f"{base}, w_bits={self.w_bits}, a_bits={self.a_bits}, {stochastic}{first}"
 
 
 class QuantLinear(QuantMixin, nn.Linear):

@@ -67,15 +67,15 @@ class QuantRNN(nn.Module):
 
     def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
                  batch_first: bool = False, bias: bool = True, w_bits: int = 32, a_bits: int = 32,
-                 stochastic: bool = False, weight_quant: str = "linear",
-                 g_bits: int | None = None) -> None:  # fmt: skip
+                 stochastic_weights: bool = False, stochastic_activations: bool = False,
+                 weight_quant: str = "linear", g_bits: int | None = None) -> None:  # fmt: skip
         super().__init__()
         if mode not in GATES:
             raise ValueError(f"QuantRNN mode must be one of {list(GATES)}, got {mode!r}")
         self.mode, self.input_size, self.hidden_size, self.num_layers = mode, input_size, hidden_size, num_layers
         self.dropout, self.batch_first, self.bias = dropout, batch_first, bias
-        self.w_bits, self.a_bits, self.stochastic, self.weight_quant = w_bits, a_bits, stochastic, weight_quant
-        self.g_bits = g_bits
+        self.w_bits, self.a_bits, self.weight_quant, self.g_bits = w_bits, a_bits, weight_quant, g_bits
+        self.stochastic_weights, self.stochastic_activations = stochastic_weights, stochastic_activations
         rows = GATES[mode] * hidden_size
         for layer in range(num_layers):
             fan_in = input_size if layer == 0 else hidden_size
@@ -103,12 +103,12 @@ class QuantRNN(nn.Module):
 
     def quantized_weights(self) -> dict[str, torch.Tensor]:
         """The weights as used in the forward pass (``weight_ih_l*``, ``weight_hh_l*``)."""
-        stochastic = self.stochastic and self.training
+        stochastic = self.stochastic_weights and self.training
         return {name: quantize_scaled_weight(p, self.w_bits, stochastic, self.weight_quant)
                 for name, p in self.named_parameters() if name.startswith("weight_")}  # fmt: skip
 
     def _quant_act(self, x: torch.Tensor) -> torch.Tensor:
-        return quantize_activation(x, self.a_bits, self.stochastic and self.training)
+        return quantize_activation(x, self.a_bits, self.stochastic_activations and self.training)
 
     def forward(self, x: torch.Tensor, state: RNNState | None = None) -> tuple[torch.Tensor, RNNState]:
         if self.batch_first:
@@ -165,4 +165,5 @@ class QuantRNN(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{self.mode}({self.input_size}, {self.hidden_size}, num_layers={self.num_layers}), "
-                f"w_bits={self.w_bits}, a_bits={self.a_bits}, stochastic={self.stochastic}")  # fmt: skip
+                f"w_bits={self.w_bits}, a_bits={self.a_bits}, "
+                f"stochastic w/a={self.stochastic_weights}/{self.stochastic_activations}")  # fmt: skip

@@ -42,12 +42,20 @@ def warm_bn(model: nn.Module, x: torch.Tensor) -> nn.Module:
 
 
 def test_config_from_strings_and_json_round_trip() -> None:
-    cfg = QNNConfig.from_strings({"w_bits": "1", "a_bits": "2", "stochastic": "true", "g_bits": "6"})
-    assert (cfg.w_bits, cfg.a_bits, cfg.stochastic, cfg.g_bits) == (1, 2, True, 6)
+    cfg = QNNConfig.from_strings({"w_bits": "1", "a_bits": "2", "stochastic_weights": "true", "g_bits": "6"})
+    assert (cfg.w_bits, cfg.a_bits, cfg.stochastic_weights, cfg.stochastic_activations, cfg.g_bits) == (
+        1,
+        2,
+        True,
+        False,
+        6,
+    )
     assert QNNConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     # version 1 records were converted without bn_before_activation: refused rather than rerun differently
-    with pytest.raises(ValueError, match="version 1 cannot be loaded by version 2"):
+    with pytest.raises(ValueError, match="version 1 cannot be loaded by version 3"):
         QNNConfig.from_dict({**cfg.to_dict(), "version": 1})
+    with pytest.raises(ValueError, match="version 2 cannot be loaded by version 3"):  # one 'stochastic' flag then
+        QNNConfig.from_dict({**cfg.to_dict(), "version": 2})
 
 
 @pytest.mark.parametrize("bad", [{"w_bits": 0}, {"a_bits": 33}, {"g_bits": 1}, {"weight_quant": "cube"}])
@@ -150,10 +158,12 @@ def test_k_bit_activation_quantization_in_forward() -> None:
 
 def test_stochastic_binarization_only_in_training() -> None:
     torch.manual_seed(0)
-    layer = quantize_model(nn.Sequential(nn.Linear(50, 40)), QNNConfig(stochastic=True))[0][0]
+    layer = quantize_model(nn.Sequential(nn.Linear(50, 40)), QNNConfig(stochastic_weights=True))[0][0]
     layer.train()
     a, b = layer.quant_weight(), layer.quant_weight()
     assert set(a.unique().tolist()) == {-1.0, 1.0} and not torch.equal(a, b)
+    x = torch.rand(4, 50) * 2 - 1
+    assert torch.equal(layer.quant_input(x), layer.quant_input(x))  # input is the first layer's fixed point anyway
     layer.eval()
     assert torch.equal(layer.quant_weight(), torch.where(layer.weight >= 0, 1.0, -1.0))
 
@@ -289,3 +299,13 @@ def test_constant_binary_inputs_are_detected() -> None:
     model = quantize_model(FunctionalRelu(), QNNConfig())
     assert constant_input_layers(model, (torch.randn(16, 4),)) == ["fc2.0"]
     assert constant_input_layers(quantize_model(small_cnn(), QNNConfig()), (torch.randn(4, 3, 8, 8),)) == []
+
+
+def test_weight_and_activation_stochastic_flags_are_separate() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 8))
+    quantized = quantize_model(model, QNNConfig(stochastic_activations=True)).train()
+    second = [m for m in quantized.modules() if hasattr(m, "quant_input") and not m.first][0]
+    x = torch.rand(64, 8) * 2 - 1
+    assert not torch.equal(second.quant_input(x), second.quant_input(x))  # stochastic activations
+    assert torch.equal(second.quant_weight(), second.quant_weight())  # deterministic weights
