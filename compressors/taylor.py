@@ -53,6 +53,10 @@ from harness.train import Callback, Trainer
 from workloads.base import Recipe
 
 TARGETS = ("flops", "params", "gates", "neurons")
+GATE_PLACEMENT = (
+    "dependency-graph groups: one gate per channel group after its BN (a ResNet stage's residual stream shares one); "
+    "not the official per-block bn2 + per-stage skip placement (see compressors/taylor_gates.py)"
+)
 EXACT_HESSIAN_MAX = 4096
 
 
@@ -338,6 +342,7 @@ def _summary(
     kept = [~p for p in pruned]
     return {
         "plan": plan,
+        "gate_placement": GATE_PLACEMENT,
         "dense": phases["dense_eval"]["metrics"],
         "after_pruning": phases["prune"]["metrics"],
         "after_finetune": phases["finetune"]["metrics"],

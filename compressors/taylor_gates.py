@@ -4,9 +4,13 @@ A gate ``z_m`` (= 1, not trained) multiplies output channel ``m`` right after it
 linear layer when the channel has no batch-norm). Gates are grouped with Torch-Pruning's ``DependencyGraph``: all
 layers whose channels must be removed together (a ResNet stage's residual stream: every block's last BN and the
 downsample BN; MobileNet's expand conv with its depthwise conv) share ONE gate vector, applied at every BN of the
-group. Its gradient is therefore summed over the group's sites, which is the official code's shared skip-connection
-gate per ResNet stage. Gating before the ReLU equals gating after it for ``z >= 0``; gating each addend of a
-residual sum equals gating the sum.
+group. Its gradient is therefore summed over the group's sites. This placement ("dependency-graph groups") is NOT the
+official ResNet placement: the official code gates each residual stage's skip connection once and, in addition,
+every block's internal channels after bn2 (4800 gates against these 2880 on ResNet-50), and its per-stage rankings
+correlate with these only partly (Spearman 0.40 / 0.83 / 0.80 / 0.99 per stage, measured beside the official code).
+It is the default because it follows from the dependency graph for any CNN, not from hand-placed layers; the run
+record names it (``summary.gate_placement``). Gating before the ReLU equals gating after it for ``z >= 0``; gating
+each addend of a residual sum equals gating the sum.
 
 The gates are leaf tensors outside the model's parameters (the official code excludes them from the optimizer), and
 act through forward hooks, so the model's code is never edited. :meth:`GateSet.fold` writes ``z`` into the BN

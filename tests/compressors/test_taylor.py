@@ -203,6 +203,7 @@ def test_taylor_apply_removes_flops_and_thinned_matches_masked(tmp_path: Path) -
     dense_flops = count_flops(workload.build_model(), x)["flops"]
     thinned_flops = count_flops(result.model, x)["flops"]
     assert result.execution == "executed" and result.summary["target_reached"]
+    assert result.summary["gate_placement"].startswith("dependency-graph groups")  # the record names the placement
     assert 1.0 - thinned_flops / dense_flops >= 0.3
     assert math.isclose(result.summary["estimated_reduction"]["flops"], 1.0 - thinned_flops / dense_flops)
     masked = result.variants["masked"]
