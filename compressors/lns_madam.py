@@ -2,8 +2,10 @@
 
 What it does: every Conv2d/Linear (and, by default, every Embedding table) of the model is replaced by a layer
 whose weight exists **only** as int16 codes (sign + (B-1)-bit LNS exponent, ``compressors/lns.py``) and a float
-scale; the float weight is materialised inside ``forward`` for the GEMM and dropped after the optimizer step, so
-no high-precision master copy is kept between steps (the paper's central claim, stated in its abstract). The model
+scale; the float weight is materialised inside ``forward`` for the GEMM. The update reads and writes only the codes,
+so no high-precision master copy is ever updated or carried from one step to the next (the paper's central claim,
+stated in its abstract); the decoded weight and its gradient of the last step may still be held by autograd until
+the next forward replaces them, as a dead temporary that no update reads. The model
 is trained with the LNS-Madam update applied to the exponent codes (``compressors/madam.py``), with the tensors of
 the training datapath quantized as listed in PAPERS.md §7:
 
@@ -305,7 +307,7 @@ def _summary(
         "quantized_layers": len(layers),
         "quantized_weights": n_quant,
         "float_master_copy": False,
-        "weight_storage": "int16 codes + per-tensor/channel fp32 scale (no float weight between steps)",
+        "weight_storage": "int16 codes + per-tensor/channel fp32 scale (no float master copy)",
         "training_history": history,
         "training_recipe": recipe.to_dict(),
         "energy": energy,
