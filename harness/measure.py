@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -185,19 +186,12 @@ def _batch_pool(workload: Workload, batch_size: int, device: str) -> list[tuple[
 
 def _offline(runnable: Any, workload: Workload, settings: MeasureSettings, device: str) -> dict[str, Any]:
     """Offline batch sweep; on CUDA the first out-of-memory batch ends it (METHODOLOGY §2)."""
-    sweep: list[dict[str, Any]] = []
-    stopped = None
-    for batch_size in settings.batch_sizes:
-        try:
-            sweep.append(
-                measure_throughput(runnable, _batch_pool(workload, batch_size, device), batch_size, settings, device)
-            )
-        except Exception as exc:
-            if not _is_oom(exc, device):
-                raise
-            stopped = {"batch_size": batch_size, "reason": f"out of memory: {str(exc)[:200]}"}
-            torch.cuda.empty_cache()
-            break
+    points, stopped = until_out_of_memory(
+        settings.batch_sizes,
+        lambda bs: measure_throughput(runnable, _batch_pool(workload, bs, device), bs, settings, device),
+        device,
+    )
+    sweep: list[dict[str, Any]] = list(points.values())
     if not sweep:
         raise RuntimeError(f"no batch size fits on {device}: {stopped}")
     return {
@@ -286,21 +280,29 @@ def _interleaved_sweep(
 ) -> dict[str, Any]:
     from harness.speedup import interleaved_comparison
 
-    by_batch: dict[str, Any] = {}
-    stopped = None
-    for batch_size in settings.batch_sizes:
+    def compare_at(batch_size: int) -> dict[str, Any]:
         if batch_size == 1:
             pool = [workload.example_inputs(1, device, offset=i) for i in range(INPUT_POOL)]
         else:
             pool = _batch_pool(workload, batch_size, device)
+        return interleaved_comparison(a, b, pool, interleaved_settings(settings, batch_size), device, dense_copy=a_copy)
+
+    points, stopped = until_out_of_memory(settings.batch_sizes, compare_at, device)
+    return {"by_batch": {str(bs): point for bs, point in points.items()}, "stopped": stopped}
+
+
+def until_out_of_memory(
+    batch_sizes: Sequence[int], measure_at: Callable[[int], Any], device: str
+) -> tuple[dict[int, Any], dict[str, Any] | None]:
+    """``measure_at(bs)`` for each batch size in turn; on CUDA the first out-of-memory one ends the sweep and is
+    returned as ``stopped`` (any other error is raised)."""
+    points: dict[int, Any] = {}
+    for batch_size in batch_sizes:
         try:
-            by_batch[str(batch_size)] = interleaved_comparison(
-                a, b, pool, interleaved_settings(settings, batch_size), device, dense_copy=a_copy
-            )
+            points[batch_size] = measure_at(batch_size)
         except Exception as exc:
             if not _is_oom(exc, device):
                 raise
-            stopped = {"batch_size": batch_size, "reason": f"out of memory: {str(exc)[:200]}"}
             torch.cuda.empty_cache()
-            break
-    return {"by_batch": by_batch, "stopped": stopped}
+            return points, {"batch_size": batch_size, "reason": f"out of memory: {str(exc)[:200]}"}
+    return points, None

@@ -14,6 +14,7 @@ import torch
 
 from harness.cli import main
 from harness.store import ResultsStore
+from tests.harness.chromium import CHROMIUM, SKIP_REASON, rendered_dom
 
 FAST = [
     "--set",
@@ -92,27 +93,11 @@ def test_report_html_is_self_contained_and_survives_corrupt_record(results, tmp_
     shutil.rmtree(bad.parent)
 
 
-@pytest.mark.skipif(
-    shutil.which("chromium") is None, reason="headless Chromium not installed (apt-get install chromium)"
-)
+@pytest.mark.skipif(CHROMIUM is None, reason=SKIP_REASON)
 def test_report_renders_in_headless_chromium(results, tmp_path):
     out = tmp_path / "report.html"
     assert main(["report", "--results", str(results), "--out", str(out)]) == 0
-    cmd = [
-        "chromium",
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--virtual-time-budget=5000",
-        "--dump-dom",
-        out.as_uri(),
-    ]
-    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
-    assert "main-svg" in dom  # plotly drew its SVG plots
+    assert "main-svg" in rendered_dom(out, tmp_path / "profile")  # plotly drew its SVG plots
 
 
 def test_unknown_workload_suggests_and_fails(capsys):

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import copy
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from harness.report.points import aggregate, metric_label, record_points
 from harness.report.speedup_figure import speedup_data
 from harness.report.style import PALETTE, compressor_colour
 from harness.store import LoadResult, ResultsStore
+from tests.harness.chromium import CHROMIUM, SKIP_REASON, rendered_dom
 
 TINY = [
     "--measure",
@@ -39,7 +38,6 @@ TINY = [
     "max_pruning_iterations=2",
     "--quiet",
 ]
-CHROMIUM = shutil.which("chromium")
 
 
 @pytest.fixture(scope="module")
@@ -198,26 +196,9 @@ def test_cli_report_on_a_real_store(results: Path, tmp_path: Path, capsys: pytes
     assert "<title>CLI title</title>" in text and "Plotly.newPlot" in text
 
 
-def _dom(path: Path, profile: Path) -> str:
-    cmd = [
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        f"--user-data-dir={profile}",
-        "--virtual-time-budget=5000",
-        "--dump-dom",
-        path.as_uri(),
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (apt-get install chromium)")
+@pytest.mark.skipif(CHROMIUM is None, reason=SKIP_REASON)
 def test_figures_render_in_headless_chromium(report: Path, tmp_path: Path) -> None:
-    dom = _dom(report, tmp_path / "profile")
+    dom = rendered_dom(report, tmp_path / "profile")
     assert dom.count('class="main-svg"') >= 3  # trade-off, speedup and phase-energy figures drawn as SVG
     legend = set(re.findall(r'class="legendtext"[^>]*>([^<]*)<', dom))
     for name in ("Pareto front", "dense baseline", "taylor", "synthetic_sim", "achieved, bs 1", "ideal (FLOPs)"):
