@@ -45,6 +45,7 @@ def seed_everything(seed: int) -> None:
 
 def prepare(config: RunConfig) -> PreparedRun:
     """Validate everything that can be checked before any training (names, keys, compatibility)."""
+    check_paths(config.results, config.data_root)
     workload_cls = WORKLOADS.get(config.workload)
     compressor_cls = COMPRESSORS.get(config.compressor)
     compressor_config = compressor_cls.Config.from_strings(config.compressor_args)
@@ -62,6 +63,28 @@ def prepare(config: RunConfig) -> PreparedRun:
     check_backends(config.backends, config.device)
     config.dataset = workload.dataset
     return PreparedRun(config, workload, compressor)
+
+
+def check_paths(results: str, data_root: str | None) -> None:
+    """Before any training: the results folder can be written (it and its runs/ and baselines/ are folders or absent,
+    and the nearest existing one is writable), and a given --data-root is an existing folder. Nothing is created."""
+    import os
+    from pathlib import Path
+
+    if not str(results).strip():
+        raise ValueError("--results is empty; give a folder, e.g. --results results")
+    root = Path(results)
+    for path in (root, root / "runs", root / "baselines"):
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"results path {path} is a file, not a folder; choose another --results folder")
+    existing = next(p for p in (root, *root.absolute().parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"results folder {existing} is not writable; choose another --results folder")
+    if data_root is not None:
+        if not Path(data_root).exists():
+            raise ValueError(f"--data-root {data_root} does not exist; give the folder that holds the datasets")
+        if not Path(data_root).is_dir():
+            raise ValueError(f"--data-root {data_root} is a file; give the folder that holds the datasets")
 
 
 def check_backends(names: Any, device: str) -> None:

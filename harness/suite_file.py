@@ -22,6 +22,7 @@ import yaml
 from harness.config import FIELD_NAMES, RunConfig, resolve, route_overrides
 
 SUITE_KEYS = (FIELD_NAMES - {"compressor_args", "recipe_overrides", "workload_options"}) | {"set"}
+TOP_LEVEL_KEYS = {"defaults", "runs"}
 
 
 class SuiteError(ValueError):
@@ -30,6 +31,8 @@ class SuiteError(ValueError):
 
 def load_suite(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise SuiteError(f"Suite file {path} is a directory; give the path of a .yaml file")
     if not path.is_file():
         raise SuiteError(f"Suite file {path} does not exist")
     try:
@@ -38,7 +41,29 @@ def load_suite(path: str | Path) -> dict[str, Any]:
         raise SuiteError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
         raise SuiteError(f"{path}: a suite is a mapping with a 'runs' list (and optional 'defaults')")
+    unknown = sorted(str(k) for k in set(data) - TOP_LEVEL_KEYS)
+    if unknown:
+        raise SuiteError(f"{path}: unknown top-level key(s) {unknown}; a suite has only {sorted(TOP_LEVEL_KEYS)}")
+    if not data["runs"]:
+        raise SuiteError(f"{path}: 'runs' is empty; list at least one run")
+    if data.get("defaults") is not None and not isinstance(data["defaults"], dict):
+        raise SuiteError(f"{path}: 'defaults' must be a mapping of key: value, got {type(data['defaults']).__name__}")
     return data
+
+
+def _check_value(where: str, key: str, value: Any) -> None:
+    """A run's value must be a scalar, or a list of scalars (a grid axis); 'backends' a list of names or of lists."""
+    items = value if isinstance(value, list) else [value]
+    if key == "backends" and isinstance(value, list) and value and not isinstance(value[0], list):
+        items = [value]  # one run's list of backends
+    for item in items:
+        if key == "backends":
+            if not isinstance(item, list) or not all(isinstance(n, str) for n in item) or not item:
+                raise SuiteError(f"{where}: backends must be a list of names, e.g. [eager, onnxruntime]; got {value!r}")
+        elif isinstance(item, (dict, list)):
+            raise SuiteError(f"{where}: {key} must be a value or a list of values, got {value!r}")
+        elif key == "seed" and (isinstance(item, bool) or not isinstance(item, int)):
+            raise SuiteError(f"{where}: seed must be a whole number, got {item!r}")
 
 
 def _grid(entry: dict[str, Any]) -> list[dict[str, Any]]:
@@ -69,10 +94,18 @@ def expand_suite(data: dict[str, Any]) -> list[dict[str, Any]]:
     for index, entry in enumerate(data["runs"]):
         if not isinstance(entry, dict):
             raise SuiteError(f"runs[{index}] must be a mapping, got {entry!r}")
+        for where, sets in (("defaults", defaults.get("set")), (f"runs[{index}]", entry.get("set"))):
+            if sets is not None and not isinstance(sets, dict):
+                raise SuiteError(f"{where}: 'set' must be a mapping of key: value, got {sets!r}")
         merged = {**defaults, **entry, "set": {**(defaults.get("set") or {}), **(entry.get("set") or {})}}
-        unknown = sorted(set(merged) - SUITE_KEYS)
+        unknown = sorted(str(k) for k in set(merged) - SUITE_KEYS)
         if unknown:
             raise SuiteError(f"runs[{index}]: unknown key(s) {unknown}. Valid keys: {sorted(SUITE_KEYS)}")
+        for key, value in merged.items():
+            if key != "set":
+                _check_value(f"runs[{index}]", key, value)
+        for key, value in (merged.get("set") or {}).items():
+            _check_value(f"runs[{index}].set", str(key), value)
         expanded.extend(_grid(merged))
     return expanded
 
