@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import json
+import os
 import random
+import signal
+import socket
+import threading
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,14 +159,16 @@ def execute(config: RunConfig, store: ResultsStore | None = None) -> dict[str, A
         "machine_info": machine_info(),
         "commit_info": commit_info(),
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "process": {"pid": os.getpid(), "host": socket.gethostname()},
     }
     store.write(record)
     timings: dict[str, float] = {}
     try:
-        _run_phases(prepared, store, run_dir, record, timings)
+        with terminate_as_interrupt():
+            _run_phases(prepared, store, run_dir, record, timings)
         record["status"] = "ok"
     except BaseException as exc:
-        record["status"] = "failed"
+        record["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         record["error"] = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
         raise
     finally:
@@ -169,6 +177,28 @@ def execute(config: RunConfig, store: ResultsStore | None = None) -> dict[str, A
         store.write(record)
         print(f"Run record: {store.run_dir(run_id) / 'record.json'} (status {record['status']})", flush=True)
     return record
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: the run stops like on Ctrl-C and is recorded as ``interrupted``."""
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While a run works, SIGTERM (a scheduler's kill, a closed session) raises :class:`Terminated` instead of ending
+    the process without a word, so the record is written as ``interrupted``. Only the main thread can install it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(f"received signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _timed(timings: dict[str, float], name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:

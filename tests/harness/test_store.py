@@ -67,3 +67,27 @@ def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
         atomic_write_text(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]  # no temp file left behind
+
+
+def test_a_run_stopped_by_sigterm_is_recorded_as_interrupted(tmp_path) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "harness", "run", "--workload", "lenet3", "--results", str(results), "--quiet"]
+    command += ["--set", "recipe.epochs=500", "--set", "recipe.max_train_samples=256"]
+    proc = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[2], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(results.glob("runs/*/record.json")):
+        time.sleep(0.2)
+    time.sleep(1.0)  # well inside baseline training
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    record = json.loads(next(results.glob("runs/*/record.json")).read_text())
+    assert proc.returncode == 130 and "interrupted" in err
+    assert record["status"] == "interrupted" and record["error"]["type"] == "Terminated"
+    assert record["process"]["pid"] == proc.pid and record["finished_at"]
