@@ -31,6 +31,7 @@ class Registry(Generic[T]):
         self._entries: dict[str, T | str] = {}
         self._entry_point_group = entry_point_group
         self._entry_points_loaded = False
+        self.shadowed: list[str] = []  # plug-ins refused because they reuse a registered name
 
     def register(self, name: str, obj: T | None = None) -> Callable[[T], T] | T:
         """Register ``obj`` under ``name``; used bare or as a decorator. Duplicate names raise."""
@@ -65,18 +66,28 @@ class Registry(Generic[T]):
             return
         self._entry_points_loaded = True
         for ep in metadata.entry_points(group=self._entry_point_group):
-            if ep.name not in self._entries:
-                self._entries[ep.name] = ep.value
+            if ep.name in self._entries:  # a built-in name is never replaced by a plug-in
+                source = getattr(ep.dist, "name", None) or "an unknown distribution"
+                self.shadowed.append(f"plug-in {self.kind} {ep.name!r} ({ep.value}, from {source}) reuses a built-in "
+                                     "name and is ignored; rename it in its entry point")  # fmt: skip
+                continue
+            self._entries[ep.name] = ep.value
 
     def get(self, name: str) -> T:
-        """Return the plug-in for ``name``; unknown names raise with close matches and the full list."""
+        """Return the plug-in for ``name``; unknown names raise with close matches and the full list, and a lazy
+        entry that cannot be imported raises :class:`RegistryError` naming it and the import error."""
         self._load_entry_points()
         if name not in self._entries:
             raise RegistryError(self.unknown_message(name))
         entry = self._entries[name]
         if isinstance(entry, str):
             module_name, attr = entry.split(":", 1)
-            obj = getattr(importlib.import_module(module_name), attr)
+            try:
+                obj = getattr(importlib.import_module(module_name), attr)
+            except (ImportError, AttributeError, SyntaxError) as exc:
+                raise RegistryError(
+                    f"{self.kind} {name!r} ({entry}) cannot be loaded: {type(exc).__name__}: {exc}"
+                ) from exc
             self._entries[name] = obj
             return obj
         return entry

@@ -36,3 +36,17 @@ def write_catalog(live: dict[str, list[tuple]]) -> Path:
 
     atomic_write_text(CATALOG, json.dumps({k: [list(r) for r in v] for k, v in live.items()}, indent=1) + "\n")
     return CATALOG
+
+
+def shadowing_plugins(what: str) -> list[str]:
+    """Installed entry-point plug-ins whose name is a built-in one (the registry ignores them)."""
+    group = ENTRY_POINT_GROUPS.get(what)
+    if group is None or not CATALOG.exists():
+        return []
+    builtin = {row[0] for row in json.loads(CATALOG.read_text())[what][1:]}
+    return [
+        f"plug-in {ep.name!r} ({ep.value}, from {getattr(ep.dist, 'name', None) or 'an unknown distribution'}) reuses "
+        "a built-in name and is ignored; rename it in its entry point"
+        for ep in metadata.entry_points(group=group)
+        if ep.name in builtin
+    ]

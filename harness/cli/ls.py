@@ -35,6 +35,7 @@ def handle(args: argparse.Namespace) -> int:
         rows = _runs(args.pattern, args.results)
     else:
         rows = cached_rows(args.what, args.pattern) or LISTERS[args.what](args.pattern)
+        _warn_shadowed(args.what)
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))] if rows else []
     for row in rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
@@ -46,10 +47,18 @@ def _workloads(pattern: str | None) -> list[tuple]:
 
     rows: list[tuple] = [("NAME", "PAPER", "KIND", "PARAMS", "DEFAULT DATASET", "DATASETS")]
     for name in WORKLOADS.names(pattern):
-        info = WORKLOADS.get(name).info
+        try:
+            info = WORKLOADS.get(name).info
+        except Exception as exc:  # noqa: BLE001 - a broken plug-in is listed as broken, the rest still listed
+            rows.append(_broken(name, exc, len(rows[0])))
+            continue
         params = next((f"{r.value / 1e6:.2f}M" for r in info.references if r.metric == "params"), "-")
         rows.append((name, info.paper, info.kind, params, info.default_dataset, ",".join(info.datasets)))
     return rows
+
+
+def _broken(name: str, exc: Exception, width: int) -> tuple:
+    return (name, f"BROKEN: {exc}"[:160], *["-"] * (width - 2))
 
 
 def _compressors(pattern: str | None) -> list[tuple]:
@@ -57,7 +66,11 @@ def _compressors(pattern: str | None) -> list[tuple]:
 
     rows: list[tuple] = [("NAME", "PAPER", "KIND", "FITS", "OPTIONS")]
     for name in COMPRESSORS.names(pattern):
-        cls = COMPRESSORS.get(name)
+        try:
+            cls = COMPRESSORS.get(name)
+        except Exception as exc:  # noqa: BLE001 - a broken plug-in is listed as broken, the rest still listed
+            rows.append(_broken(name, exc, len(rows[0])))
+            continue
         rows.append(
             (
                 name,
@@ -88,6 +101,16 @@ def _datasets(pattern: str | None) -> list[tuple]:
     from workloads.data.catalog import dataset_rows
 
     return dataset_rows(pattern)
+
+
+def _warn_shadowed(what: str) -> None:
+    """Plug-ins that reuse a built-in name are ignored by the registry; say so (reads entry points, imports nothing)."""
+    import sys
+
+    from harness.cli.catalog import shadowing_plugins
+
+    for line in shadowing_plugins(what):
+        print(f"warning: {line}", file=sys.stderr)
 
 
 def _runs(pattern: str | None, results: str) -> list[tuple]:
