@@ -58,6 +58,7 @@ def test_identical_models_read_no_difference(benchmark: Any, backend_name: str) 
             "ratio_min": min(ratios),
             "ratio_max": max(ratios),
             "spread_max": max(t["aa_spread"] for t in trials),
+            "loose_rule_differences": sum(t["loose_rule_claims_difference"] for t in trials),
         }
     )
     claimed = [t for t in trials if t["verdict"] != "no difference"]
