@@ -28,6 +28,7 @@ from harness.context import RunContext
 from harness.environment import commit_info, machine_info
 from harness.measure import compare_interleaved, measure_model
 from harness.meters.energy_run import PhaseEnergyMeter, break_even_table
+from harness.preflight import check_backends, check_paths
 from harness.progress import say as _progress
 from harness.quality import chance_flags
 from harness.speedup import speedup_table
@@ -69,46 +70,6 @@ def prepare(config: RunConfig) -> PreparedRun:
     check_backends(config.backends, config.device)
     config.dataset = workload.dataset
     return PreparedRun(config, workload, compressor)
-
-
-def check_paths(results: str, data_root: str | None) -> None:
-    """Before any training: the results folder can be written (it and its runs/ and baselines/ are folders or absent,
-    and the nearest existing one is writable), and a given --data-root is an existing folder. Nothing is created."""
-    import os
-    from pathlib import Path
-
-    if not str(results).strip():
-        raise ValueError("--results is empty; give a folder, e.g. --results results")
-    root = Path(results)
-    for path in (root, root / "runs", root / "baselines"):
-        if path.exists() and not path.is_dir():
-            raise ValueError(f"results path {path} is a file, not a folder; choose another --results folder")
-    existing = next(p for p in (root, *root.absolute().parents) if p.exists())
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"results folder {existing} is not writable; choose another --results folder")
-    if data_root is not None:
-        if not Path(data_root).exists():
-            raise ValueError(f"--data-root {data_root} does not exist; give the folder that holds the datasets")
-        if not Path(data_root).is_dir():
-            raise ValueError(f"--data-root {data_root} is a file; give the folder that holds the datasets")
-
-
-def check_backends(names: Any, device: str) -> None:
-    """Before any training: every backend name is registered, and at least one of them can run on ``device``."""
-    from harness.backends import BACKENDS, BackendUnavailable
-
-    if isinstance(names, str) or not names or not all(isinstance(n, str) for n in names):
-        raise ValueError(f"backends must be a list of names, got {names!r}; e.g. --backend eager --backend onnxruntime")
-    reasons = {}
-    for name in names:
-        backend = BACKENDS.get(name)()  # an unknown name raises with the close matches and the full list
-        try:
-            backend.check_available(device)
-        except BackendUnavailable as exc:
-            reasons[name] = str(exc)
-    if len(reasons) == len(names):
-        detail = "; ".join(f"{k}: {v}" for k, v in reasons.items())
-        raise RuntimeError(f"none of the backends {list(names)} can run on {device} ({detail}); add --backend eager")
 
 
 def _convert_options(workload_cls: Any, values: dict[str, Any]) -> dict[str, Any]:

@@ -46,12 +46,13 @@ def summary_table(record: dict[str, Any]) -> str:
         "speedup bs1 (interleaved)",
     ]
     table = [header]
+    rows = long_rows(record)
     best: dict[tuple[str, str], float] = {}
-    for row in long_rows(record):
+    for row in rows:
         key = (row["model"], row["backend"])
         if row.get("throughput_samples_per_s") is not None:
             best[key] = max(best.get(key, 0.0), row["throughput_samples_per_s"])
-    for row in long_rows(record):
+    for row in rows:
         if row.get("batch_size") not in (1, None):
             continue
         key = (row["model"], row["backend"])

@@ -1,14 +1,13 @@
 """The A, A', B comparison of METHODOLOGY §9 as the doctor's steps call it.
 
-:func:`harness.speedup.interleaved_comparison` times dense, dense again and compressed in turn in one loop.
+:func:`harness.speedup.interleaved_comparison` times dense, a copy of dense and compressed in turn in one loop.
 
-A' is a separately prepared copy of the dense model when the harness's comparison takes one (``dense_copy``), so
-that the A/A spread sees the same memory-placement effects as A/B.
+A' is a separately prepared copy of the dense model (``dense_copy``), so that the A/A spread sees the same
+memory-placement effects as A/B.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,5 +18,4 @@ def compare(
     """dense time / compressed time (ratio of medians, bootstrap CI) with the A/A verdict."""
     from harness.speedup import interleaved_comparison
 
-    kwargs = {"dense_copy": dense_copy} if "dense_copy" in inspect.signature(interleaved_comparison).parameters else {}
-    return interleaved_comparison(dense, compressed, list(inputs), settings, device, **kwargs)
+    return interleaved_comparison(dense, compressed, list(inputs), settings, device, dense_copy=dense_copy)

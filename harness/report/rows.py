@@ -227,7 +227,7 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         row[f"{which}.theoretical_bytes"] = get(record, f"{which}.size.theoretical_bytes")
     row["speedup.ideal_flops"] = get(record, "speedup.compressed.ideal_flops")
     point = get(record, f"speedup.compressed.backends.{backend}.achieved.1") if backend else None
-    row.update({f"speedup.bs1{k[7:]}": v for k, v in _speedup_columns(point).items()})
+    row.update(_speedup_columns(point, "speedup.bs1"))
     row["speedup.efficiency_bs1"] = get(record, f"speedup.compressed.backends.{backend}.efficiency.1")
     row["flags"] = ";".join(run_flags(record))
     return row
