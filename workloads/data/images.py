@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from workloads.data.errors import DatasetFormatError, DatasetNotFoundError
+from workloads.data.fine_grained import FINE_GRAINED, NUM_CLASSES
 from workloads.data.safe_pickle import UnsafePickleError, load_dataset_pickle
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -276,5 +277,10 @@ IMAGE_DATASETS: dict[str, ImageDatasetSpec] = {
             "cifar100", 100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), read_cifar100, "CIFAR-100"
         ),
         ImageDatasetSpec("imagenet", 1000, 3, 224, IMAGENET_MEAN, IMAGENET_STD, read_imagenet, "ImageFolder tree"),
+        # PackNet / Piggyback fine-grained datasets (workloads/data/fine_grained.py)
+        *(
+            ImageDatasetSpec(name, NUM_CLASSES[name], 3, 224, IMAGENET_MEAN, IMAGENET_STD, reader, source)
+            for name, reader, source in FINE_GRAINED
+        ),
     )
 }
