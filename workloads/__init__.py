@@ -28,6 +28,10 @@ for _name, _target in {
     "mobilenet_v2": "workloads.mobilenet:MobileNetV2Workload",
     "mlp": "workloads.mlp:MLPWorkload",
     "lenet3": "workloads.mlp:LeNet3Workload",
+    "darts_search": "workloads.nas.workloads:DartsSearchWorkload",
+    "darts_eval": "workloads.nas.workloads:DartsEvalWorkload",
+    "proxyless_search": "workloads.nas.workloads:ProxylessSearchWorkload",
+    "proxyless_eval": "workloads.nas.workloads:ProxylessEvalWorkload",
 }.items():
     WORKLOADS.register_lazy(_name, _target)
 
