@@ -15,5 +15,6 @@ for _name, _target in {
     "taylor": "compressors.taylor:TaylorPruning",
     "lns_madam": "compressors.lns_madam:LNSMadamCompressor",
     "ternary_rnn": "compressors.ternary_rnn:TernaryRNN",
+    "deepinversion": "compressors.deepinversion.compressor:DeepInversion",
 }.items():
     COMPRESSORS.register_lazy(_name, _target)

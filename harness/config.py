@@ -1,7 +1,8 @@
 """RunConfig: the resolved settings of one run, with precedence CLI > suite YAML > defaults.
 
 ``--set key=value`` overrides are routed by prefix: ``recipe.<field>`` to the workload's recipe,
-``workload.<field>`` to the workload's explicit architecture options, anything else to the compressor's Config.
+``workload.<field>`` to the workload's explicit architecture options, ``synthesis.<field>`` to the data-free
+synthesis (``--train-data deepinversion``), anything else to the compressor's Config.
 A bare key that the compressor does not have but the recipe does goes to the recipe. Unknown keys fail.
 """
 
@@ -17,6 +18,9 @@ from workloads.base import PROFILES, Recipe
 
 DEVICES = ("cpu", "cuda")
 MEASURE_PROFILES = ("smoke", "report", "quick")
+# Where a data-needing compressor's training data comes from: the workload's real training split, images
+# synthesized from the dense baseline by DeepInversion (compressors/deepinversion), or the N(0,1) control.
+TRAIN_DATA = ("real", "deepinversion", "noise")
 
 
 @dataclass
@@ -33,6 +37,8 @@ class RunConfig:
     compressor_args: dict[str, Any] = field(default_factory=dict)
     recipe_overrides: dict[str, Any] = field(default_factory=dict)
     workload_options: dict[str, Any] = field(default_factory=dict)
+    train_data: str = "real"
+    synthesis_args: dict[str, Any] = field(default_factory=dict)
     results: str = "results"
     resume: bool = False
 
@@ -43,6 +49,8 @@ class RunConfig:
             raise ValueError(f"Unknown device {self.device!r}; use one of {list(DEVICES)}")
         if self.measure not in MEASURE_PROFILES:
             raise ValueError(f"Unknown measure profile {self.measure!r}; use one of {list(MEASURE_PROFILES)}")
+        if self.train_data not in TRAIN_DATA:
+            raise ValueError(f"Unknown training data {self.train_data!r}; use one of {list(TRAIN_DATA)}")
         if isinstance(self.backends, str):
             self.backends = [self.backends]
 
@@ -77,9 +85,13 @@ def parse_set_items(items: list[str]) -> dict[str, str]:
 
 def route_overrides(values: dict[str, Any], compressor_fields: set[str]) -> dict[str, dict[str, Any]]:
     """Split ``--set`` values into compressor args, recipe overrides and workload options."""
-    routed: dict[str, dict[str, Any]] = {"compressor_args": {}, "recipe_overrides": {}, "workload_options": {}}
+    routed: dict[str, dict[str, Any]] = {
+        "compressor_args": {}, "recipe_overrides": {}, "workload_options": {}, "synthesis_args": {}
+    }  # fmt: skip
     for key, value in values.items():
-        if key.startswith("recipe."):
+        if key.startswith("synthesis."):
+            routed["synthesis_args"][key[10:]] = value
+        elif key.startswith("recipe."):
             routed["recipe_overrides"][key[7:]] = value
         elif key.startswith("workload."):
             routed["workload_options"][key[9:]] = value
@@ -90,7 +102,8 @@ def route_overrides(values: dict[str, Any], compressor_fields: set[str]) -> dict
         else:
             raise ValueError(
                 f"Unknown --set key {key!r}. Compressor keys: {sorted(compressor_fields) or 'none'}; "
-                f"recipe keys (recipe.<key>): {sorted(RECIPE_FIELDS)}; workload options use workload.<key>"
+                f"recipe keys (recipe.<key>): {sorted(RECIPE_FIELDS)}; workload options use workload.<key>; "
+                f"data-free synthesis settings use synthesis.<key>"
             )
     for key in routed["recipe_overrides"]:
         if key not in RECIPE_FIELDS:
@@ -115,7 +128,7 @@ def resolve(cli: dict[str, Any], suite_entry: dict[str, Any] | None = None) -> R
         for key, value in source.items():
             if key not in FIELD_NAMES:
                 raise ValueError(f"Unknown run setting {key!r}. Valid settings: {sorted(FIELD_NAMES)}")
-            if key in ("compressor_args", "recipe_overrides", "workload_options"):
+            if key in ("compressor_args", "recipe_overrides", "workload_options", "synthesis_args"):
                 merged[key] = {**merged.get(key, {}), **value}
             else:
                 merged[key] = value

@@ -38,10 +38,12 @@ class RunContext:
         recipe: Recipe | None = None,
         callbacks: list[Callback] | tuple[Callback, ...] = (),
         optimizer_factory: OptimizerFactory | None = None,
+        workload: Workload | None = None,
     ) -> Trainer:
-        """A Trainer on this run's workload and device (checkpoints go to the run folder)."""
+        """A Trainer on this run's workload (or ``workload``, e.g. a synthetic training set) and device (checkpoints
+        go to the run folder)."""
         return Trainer(
-            self.workload,
+            workload or self.workload,
             device=self.device,
             recipe=recipe,
             callbacks=callbacks,
@@ -49,6 +51,13 @@ class RunContext:
             checkpoint_path=self.run_dir / f"checkpoint-{name}.pt",
             name=name,
         )
+
+    def baseline_of(self, workload: Workload) -> tuple[nn.Module, dict[str, Any]]:
+        """The cached (or newly trained) dense model of another workload, e.g. a distillation teacher."""
+        from harness.baseline import get_baseline
+        from harness.store import ResultsStore
+
+        return get_baseline(workload, self.seed, self.device, ResultsStore(self.config.results), self.config.resume)
 
     def train_loader(self, batch_size: int | None = None) -> Any:
         return self.workload.dataloader("train", batch_size=batch_size)

@@ -68,6 +68,10 @@ def prepare(config: RunConfig) -> PreparedRun:
     if config.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was given but torch sees no CUDA GPU; use --device cpu")
     check_backends(config.backends, config.device)
+    if config.train_data != "real" or config.synthesis_args:
+        from compressors.deepinversion.data_free import check_data_free
+
+        check_data_free(config.train_data, workload, compressor, config.synthesis_args)
     config.dataset = workload.dataset
     return PreparedRun(config, workload, compressor)
 
@@ -180,6 +184,13 @@ def _run_phases(
     )
     record["baseline_training"] = baseline_info
     ctx = RunContext(workload=workload, config=config, run_dir=run_dir)
+    if config.train_data != "real":
+        from compressors.deepinversion.data_free import data_free_workload
+
+        seed_everything(config.seed)
+        ctx.workload, record["train_data"] = _timed(
+            timings, "synthesis", data_free_workload, ctx, baseline, config.train_data, config.synthesis_args
+        )
     seed_everything(config.seed)
     with PhaseEnergyMeter(config.device) as compression_energy:
         result = _timed(timings, "compress", compressor.apply, copy.deepcopy(baseline), ctx)

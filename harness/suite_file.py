@@ -21,7 +21,7 @@ import yaml
 
 from harness.config import FIELD_NAMES, RunConfig, resolve, route_overrides
 
-SUITE_KEYS = (FIELD_NAMES - {"compressor_args", "recipe_overrides", "workload_options"}) | {"set"}
+SUITE_KEYS = (FIELD_NAMES - {"compressor_args", "recipe_overrides", "workload_options", "synthesis_args"}) | {"set"}
 TOP_LEVEL_KEYS = {"defaults", "runs"}
 
 

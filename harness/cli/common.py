@@ -31,6 +31,13 @@ def add_run_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
         metavar="KEY=VALUE",
         help="compressor option, recipe.<key> or workload.<key> override; repeatable",
     )
+    parser.add_argument(
+        "--train-data",
+        dest="train_data",
+        choices=["real", "deepinversion", "noise"],
+        help="training data of a data-needing compressor: the real split (default), images synthesized from the "
+        "dense model by DeepInversion (data-free; settings via --set synthesis.<key>=...), or N(0,1) noise",
+    )
     parser.add_argument("--results", help="results directory (default results/)")
     parser.add_argument("--resume", action="store_true", default=None, help="resume training from checkpoints")
     add_quiet(parser)
@@ -59,5 +66,6 @@ def cli_values(args: argparse.Namespace) -> dict:
         "measure",
         "results",
         "resume",
+        "train_data",
     )
     return {k: getattr(args, k, None) for k in keys}

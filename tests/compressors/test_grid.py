@@ -55,6 +55,7 @@ ARGS: dict[str, dict[str, str]] = {
     "qnn": {"epochs": "1"},
     "ternary_rnn": {"epochs": "1", "method": "ternary"},
     "lns_madam": {"epochs": "1"},
+    "deepinversion": {"iterations": "20", "batch_size": "16", "batches": "2", "kd_epochs": "1"},
 }
 
 
@@ -140,6 +141,19 @@ def _claims_lns(result: CompressedModel, reference: nn.Module, workload: Any) ->
         assert layer.codes.abs().max() < 2 ** (layer.storage.bits - 1)  # sign + (B-1)-bit exponent
 
 
+def _claims_deepinversion(result: CompressedModel, reference: nn.Module, workload: Any) -> None:
+    # the grid's teacher is untrained, so R_feature need not fall here (trained teachers: test_deepinversion.py)
+    synthesis = result.summary["synthesis"]
+    assert synthesis["images"] == 2 * 16 and synthesis["within_pixel_range"]
+    ratios = sorted(a / b for a, b in zip(synthesis["r_feature_initial"], synthesis["r_feature_final"], strict=True))
+    assert synthesis["r_feature_reduction_median"] == ratios[len(ratios) // 2]
+    assert 0.0 <= synthesis["teacher_target_agreement"] <= 1.0
+    assert result.summary["method"] == "adi" and synthesis["adi_scale"] > 0
+    student, teacher = result.model.state_dict(), result.variants["teacher"].state_dict()
+    assert any(not torch.equal(v, teacher[k]) for k, v in student.items())  # a new model, not the teacher's copy
+    assert {"data_free_student", "noise_student", "teacher", "real_data_student"} <= set(result.summary)
+
+
 CLAIMS: dict[str, Callable[[CompressedModel, nn.Module, Any], None]] = {
     "none": _claims_none,
     "dsd": _claims_dsd,
@@ -148,6 +162,7 @@ CLAIMS: dict[str, Callable[[CompressedModel, nn.Module, Any], None]] = {
     "qnn": _claims_qnn,
     "ternary_rnn": _claims_ternary,
     "lns_madam": _claims_lns,
+    "deepinversion": _claims_deepinversion,
 }
 
 
