@@ -19,8 +19,10 @@ CIFAR script ships only the synthesis, so the temperature and the per-round sche
 
 from __future__ import annotations
 
+import base64
 import copy
 import dataclasses
+import io
 import math
 import time
 from dataclasses import dataclass
@@ -176,13 +178,23 @@ def synthesis_summary(
     }
 
 
-def save_grid(images: torch.Tensor, workload: Any, path: Any, count: int) -> str:
-    """The first ``count`` images, de-normalised to [0, 1], as one PNG grid; returns the file name."""
+REPORT_GRID_IMAGES = 16  # embedded in the record (as a PNG data URI) so the one-file report can show them
+
+
+def _pixels(images: torch.Tensor, workload: Any) -> torch.Tensor:
     low, high = input_bounds(workload, images.shape[1])
     shape = (1, -1, 1, 1)
-    pixels = ((images[:count] - low.view(shape)) / (high - low).view(shape)).clamp(0, 1)
-    torchvision.utils.save_image(pixels, path, nrow=int(math.ceil(math.sqrt(max(count, 1)))))
-    return path.name
+    return ((images - low.view(shape)) / (high - low).view(shape)).clamp(0, 1)
+
+
+def save_grid(images: torch.Tensor, workload: Any, path: Any, count: int) -> dict[str, str]:
+    """The first ``count`` images, de-normalised to [0, 1], as one PNG grid in the run folder, plus the first
+    :data:`REPORT_GRID_IMAGES` as a data URI for the report."""
+    pixels = _pixels(images[: max(count, REPORT_GRID_IMAGES)], workload)
+    torchvision.utils.save_image(pixels[:count], path, nrow=int(math.ceil(math.sqrt(max(count, 1)))))
+    buffer = io.BytesIO()
+    torchvision.utils.save_image(pixels[:REPORT_GRID_IMAGES], buffer, format="PNG", nrow=4)
+    return {"file": path.name, "data_uri": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()}
 
 
 class DeepInversion(Compressor):

@@ -128,3 +128,6 @@ def energy_panel(records: list[dict[str, Any]], ctx: PanelContext) -> Section | 
     blocks.append(energy.inference_energy_section(records, notes))
     blocks.append(notes.html())
     return Section("Energy", blocks)
+
+
+from harness.report import data_free as _data_free  # noqa: E402, F401  (registers the data-free panel)

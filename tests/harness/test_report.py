@@ -241,3 +241,33 @@ def test_strings_from_records_never_become_markup(real: dict[str, Any], tmp_path
             before = text[max(0, start - 40) : start]
             assert "<script>" not in before and "<img" not in before, (marker, text[start - 40 : start + 20])
     assert '<a href="javascript:' not in text and "href='javascript:" not in text
+
+
+def test_data_free_panel_shows_the_synthesized_images_curves_and_controls(real: dict[str, Any], tmp_path: Path) -> None:
+    import base64
+
+    import torch
+
+    from compressors.deepinversion.compressor import save_grid
+    from workloads.mlp import MLPWorkload
+
+    grid = save_grid(torch.zeros(4, 1, 8, 8), MLPWorkload(), tmp_path / "synthesized.png", 4)
+    assert (tmp_path / "synthesized.png").is_file()
+    png = base64.b64decode(grid["data_uri"].removeprefix("data:image/png;base64,"))
+    assert png.startswith(b"\x89PNG")
+    record = copy.deepcopy(real)  # copy: a deepinversion run with a synthesis summary
+    record["run_id"] += "-di"
+    record["compressor"].update(name="deepinversion", kind="data-free")
+    history = [{"iteration": 50.0, "r_feature": 9.0, "ce": 2.0}, {"iteration": 100.0, "r_feature": 0.5, "ce": 0.1}]
+    record["compressor"]["summary"] = {
+        "method": "adi",
+        "synthesis": {"images": 4, "iterations_per_batch": 100, "r_feature_reduction_median": 18.0,
+                      "teacher_target_agreement": 0.95, "seconds": 3.0, "loss_curves": [history]},
+        "images_grid": grid,
+        "teacher": {"top1": 97.5}, "data_free_student": {"top1": 80.25}, "noise_student": {"top1": 11.0},
+    }  # fmt: skip
+    text = render(LoadResult(records=[real, record]))
+    assert "Data-free: synthesized images" in text and grid["data_uri"] in text
+    assert "80.25" in text and "control" in text and "R_feature reduced 18.0x" in text
+    assert "synthesis loss terms" in text
+    assert text.count('alt="synthesized images"') == 1  # the plain taylor run has no panel
