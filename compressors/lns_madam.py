@@ -100,6 +100,10 @@ class QuantizedLayer(nn.Module):
     def release(self) -> None:
         self.live_weight = None
 
+    def trained_tensors(self) -> list[torch.Tensor]:
+        """The tensor the update reads the gradient of (the Trainer clips it with the parameters)."""
+        return [self.live_weight] if self.live_weight is not None else []
+
     def _quantize_grad(self, grad: torch.Tensor) -> torch.Tensor:
         return fake_quantize(grad, self.spec.grad, rounding=self.spec.grad_rounding)
 

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from compressors import COMPRESSORS
-from compressors.base import CompressedModel, Compressor, CompressorConfig, CompressorInfo
+from compressors.base import CompressedModel, Compressor, CompressorConfig, CompressorInfo, IncompatibleWorkloadError
 from compressors.kernels import binary_ops
 from compressors.qnn_layers import (
     FULL_PRECISION,
@@ -84,6 +84,8 @@ class QNNConfig(CompressorConfig):
         output_bn: add a BatchNorm after the output Linear when the model has none there.
         bn_before_activation: in a Sequential, swap "activation -> BatchNorm" pairs into "BatchNorm -> Hardtanh".
         executed: build the packed-kernel inference model for fully binary networks.
+        require_bn: refuse a CNN/MLP without any BatchNorm when activations are quantized (the papers' binary
+            networks normalise before every binarized activation; without it training ends at chance).
     """
 
     # 2: bn_before_activation (default on) changes the converted order of activation -> BN models
@@ -105,6 +107,7 @@ class QNNConfig(CompressorConfig):
     output_bn: bool = True
     bn_before_activation: bool = True
     executed: bool = True
+    require_bn: bool = True
 
     def __post_init__(self) -> None:
         for name in ("w_bits", "a_bits"):
@@ -272,6 +275,18 @@ class QNN(Compressor):
         description="binarized / k-bit weights and activations with STE; packed XNOR-popcount inference",
     )
     Config = QNNConfig
+
+    def check_compatible(self, workload: Any) -> None:
+        super().check_compatible(workload)
+        cfg: QNNConfig = self.config  # type: ignore[assignment]
+        if not cfg.require_bn or cfg.a_bits >= 32 or workload.info.kind not in ("cnn", "mlp"):
+            return
+        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in workload.build_model().modules()):
+            raise IncompatibleWorkloadError(
+                f"qnn with {cfg.a_bits}-bit activations needs BatchNorm before the quantized activations, and "
+                f"{workload.info.name!r} has none (it trains to chance). Use a BN network (mlp, alexnet_bn, "
+                f"vgg16_bn, resnet18) or --set require_bn=false to run it anyway (recorded in the config)."
+            )
 
     def apply(self, model: nn.Module, ctx: RunContext) -> CompressedModel:
         cfg: QNNConfig = self.config  # type: ignore[assignment]

@@ -149,7 +149,7 @@ class Trainer:
             for cb in self.callbacks:
                 cb.after_backward(self, model)
             if self.recipe.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), self.recipe.grad_clip)
+                nn.utils.clip_grad_norm_(clipped_tensors(model), self.recipe.grad_clip)
             self.optimizer.step()
             for cb in self.callbacks:
                 cb.after_step(self, model)
@@ -197,6 +197,14 @@ class Trainer:
         self.step, self.history = state["step"], list(state["history"])
         say(f"[{self.name}] resumed from {self.checkpoint_path} after epoch {state['epoch'] + 1}")
         return int(state["epoch"]) + 1
+
+
+def clipped_tensors(model: nn.Module) -> list[torch.Tensor]:
+    """Every tensor whose gradient the optimizer reads: the parameters, plus what a module trained through a
+    non-parameter tensor exposes with ``trained_tensors()`` (LNS layers: the decoded weight of this step), so that
+    ``recipe.grad_clip`` clips a compressed model exactly like its dense baseline."""
+    extra = [t for m in model.modules() if hasattr(m, "trained_tensors") for t in m.trained_tensors()]
+    return [*model.parameters(), *extra]
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:

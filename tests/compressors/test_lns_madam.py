@@ -110,6 +110,22 @@ def test_gradients_and_activations_are_on_the_lns_grid() -> None:
     assert torch.allclose(exps, exps.round(), atol=1e-3)
 
 
+def test_trainer_gradient_clipping_reaches_the_decoded_lns_weights() -> None:
+    from harness.train import clipped_tensors
+
+    model = _mlp()
+    layers = quantize_model(model, LNSMadamConfig().spec())
+    x, y = _data(64)
+    (100.0 * F.cross_entropy(model.train()(x), y)).backward()  # a large gradient
+    live = [layers[name].live_weight for name in ("0", "3")]
+    tensors = clipped_tensors(model)
+    assert all(any(t is w for t in tensors) for w in live)  # the tensors the LNS update reads the gradient of
+    torch.nn.utils.clip_grad_norm_(tensors, 1.0)
+    total = torch.sqrt(sum(t.grad.pow(2).sum() for t in tensors if t.grad is not None))
+    assert float(total) == pytest.approx(1.0, rel=1e-4)
+    assert float(torch.sqrt(sum(w.grad.pow(2).sum() for w in live))) <= 1.0 + 1e-4
+
+
 @pytest.mark.parametrize("method", ["lns_madam", "sgd", "adam"])
 def test_each_method_trains_the_8_bit_lns_model(method: str) -> None:
     _, _, losses, _ = _train(method, steps=60)

@@ -309,3 +309,14 @@ def test_weight_and_activation_stochastic_flags_are_separate() -> None:
     x = torch.rand(64, 8) * 2 - 1
     assert not torch.equal(second.quant_input(x), second.quant_input(x))  # stochastic activations
     assert torch.equal(second.quant_weight(), second.quant_weight())  # deterministic weights
+
+
+def test_qnn_refuses_a_cnn_without_batchnorm_before_training() -> None:
+    from harness.config import RunConfig
+    from harness.runner import prepare
+
+    with pytest.raises(ValueError, match="needs BatchNorm.*require_bn=false"):
+        prepare(RunConfig(workload="lenet3", compressor="qnn"))
+    prepare(RunConfig(workload="lenet3", compressor="qnn", compressor_args={"require_bn": "false"}))
+    prepare(RunConfig(workload="lenet3", compressor="qnn", compressor_args={"a_bits": "32"}))  # weights only
+    prepare(RunConfig(workload="mlp", compressor="qnn"))
