@@ -203,7 +203,11 @@ def clipped_tensors(model: nn.Module) -> list[torch.Tensor]:
     """Every tensor whose gradient the optimizer reads: the parameters, plus what a module trained through a
     non-parameter tensor exposes with ``trained_tensors()`` (LNS layers: the decoded weight of this step), so that
     ``recipe.grad_clip`` clips a compressed model exactly like its dense baseline."""
-    extra = [t for m in model.modules() if hasattr(m, "trained_tensors") for t in m.trained_tensors()]
+    extra: list[torch.Tensor] = []
+    for module in model.modules():
+        tensors: Any = getattr(module, "trained_tensors", None)
+        if callable(tensors):
+            extra.extend(tensors())
     return [*model.parameters(), *extra]
 
 
