@@ -27,7 +27,17 @@ from compressors.deepinversion.compressor import (
 from compressors.deepinversion.data_source import SyntheticTrainData
 from compressors.deepinversion.synthesis import balanced_targets
 
-SYNTHESIS_KEYS = ("setting", "iterations", "batch_size", "batches", "lr", "r_feature", "first_bn_multiplier", "tv_l2")
+SYNTHESIS_KEYS = (
+    "setting",
+    "iterations",
+    "batch_size",
+    "batches",
+    "lr",
+    "r_feature",
+    "first_bn_multiplier",
+    "tv_l2",
+    "jitter",
+)
 
 
 def synthesis_config(values: dict[str, Any]) -> DeepInversionConfig:

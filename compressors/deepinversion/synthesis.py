@@ -17,7 +17,9 @@ Differences, on purpose: (1) ``cifar`` clips to the valid pixel range like the I
 does not), so that every stored image is an image; (2) keep-best stores the batch that produced the lowest loss (the
 official ImageNet loop clones the batch after the step that followed it; the CIFAR loop keeps a reference, so it
 returns the last batch); (3) the jitter and flip draws come from a seeded generator, so synthesis is deterministic
-for a seed on CPU.
+for a seed on CPU; (4) at an input size other than the setting's (32 px CIFAR, 224 px ImageNet) the jitter is
+scaled with it, rounded down (2 px at 32 px becomes 1 px at 16 px and none at 8 px): a roll is a fixed fraction of
+the image in the official runs, and a teacher trained without shift augmentation cannot be asked for more.
 """
 
 from __future__ import annotations
@@ -59,6 +61,13 @@ class SynthesisSettings:
     l2: float
     main_loss_multiplier: float
     source: str
+    resolution: int = 32  # the input size the official setting was written for
+
+    def for_resolution(self, size: int) -> SynthesisSettings:
+        """The setting at input ``size``: the jitter scaled by size / resolution (module docstring, difference 4)."""
+        if size == self.resolution:
+            return self
+        return dataclasses.replace(self, jitter=int(self.jitter * size / self.resolution + 1e-9), resolution=size)
 
     @property
     def iterations(self) -> int:
@@ -75,8 +84,8 @@ class SynthesisSettings:
 
 
 _IMAGENET = dict(
-    batch_size=64, lr=0.2, cosine_lr=True, warmup=100, jitter=30, flip=True, r_feature=0.05, first_bn_multiplier=10.0,
-    tv_l1=0.0, tv_l2=1e-4, l2=1e-5, main_loss_multiplier=1.0,
+    resolution=224, batch_size=64, lr=0.2, cosine_lr=True, warmup=100, jitter=30, flip=True, r_feature=0.05,
+    first_bn_multiplier=10.0, tv_l1=0.0, tv_l2=1e-4, l2=1e-5, main_loss_multiplier=1.0,
 )  # fmt: skip
 _IMAGENET_SRC = "NVlabs/DeepInversion imagenet_inversion.py L179-206 + deepinversion.py L211-241 (setting_id {})"
 SETTINGS: dict[str, SynthesisSettings] = {

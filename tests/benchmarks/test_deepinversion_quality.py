@@ -3,8 +3,9 @@
 The teacher is the harness's ``cifar_resnet18`` dense baseline on the embedded digits at their native 8x8 (15 epochs);
 the verifier is an independently trained ``cifar_resnet34`` (other architecture, other seed). DI and ADI (against a
 freshly initialised ResNet-18, as the official CIFAR script competes with an untrained student) each synthesize two
-balanced batches of 64 images with the CIFAR setting at 1000 iterations. Gated, per method: R_feature falls by at
-least 100x (median over batches), the teacher assigns the target label to >= 90 % of the images, and the verifier's
+balanced batches of 64 images with the tiny profile's setting (the CIFAR setting with r_feature 0.1 and a cosine
+lr; compressors/deepinversion/compressor.py says why) run for the CIFAR setting's 1000 iterations rather than the
+profile's 400. Gated, per method: R_feature falls by at least 100x (median over batches; the minimum is recorded), the teacher assigns the target label to >= 90 % of the images, and the verifier's
 accuracy on them is far above chance (>= 3x the 10 % chance level). Figures go to ``extra_info``.
 Opt-in (minutes on 2 cores): ``pytest --run-paper tests/benchmarks/test_deepinversion_quality.py -s``.
 Measured 2026-12-02 on the 2-core CPU machine: see the figures in the header of suite/deepinversion.yaml.
@@ -12,6 +13,7 @@ Measured 2026-12-02 on the 2-core CPU machine: see the figures in the header of 
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from harness.store import ResultsStore
 from workloads.cifar_resnet import CifarResNet18, CifarResNet34
 
 RECIPE = {"image_size": 8, "epochs": 15}
-ITERATIONS, BATCHES, BATCH = 1000, 2, 64
+BATCHES, ITERATIONS = 2, 1000
 
 
 def _trained(cls: type, seed: int, store: ResultsStore) -> tuple[Any, torch.nn.Module]:
@@ -39,7 +41,7 @@ def test_synthesized_images_fool_the_teacher_and_a_verifier(method: str, benchma
     store = ResultsStore(Path(__file__).resolve().parents[2] / "results")  # baselines are cached across methods
     workload, teacher = _trained(CifarResNet18, 0, store)
     _, verifier = _trained(CifarResNet34, 1, store)
-    settings, _ = DeepInversionConfig(iterations=ITERATIONS, batch_size=BATCH).resolved_settings("tiny", 8)
+    settings, _ = DeepInversionConfig(iterations=ITERATIONS).resolved_settings("tiny", 8)
     torch.manual_seed(5)
     student = CifarResNet18(profile="tiny", recipe_overrides=RECIPE).build_model().eval() if method == "adi" else None
     results = benchmark.pedantic(
@@ -53,12 +55,13 @@ def test_synthesized_images_fool_the_teacher_and_a_verifier(method: str, benchma
     with torch.no_grad():
         teacher_acc = float((teacher(images).argmax(1) == targets).float().mean())
         verifier_acc = float((verifier(images).argmax(1) == targets).float().mean())
-    reductions = sorted(r.initial["r_feature"] / r.final["r_feature"] for r in results)
+    reductions = [r.initial["r_feature"] / r.final["r_feature"] for r in results]
     figures = {
         "method": method,
         "r_feature_initial": [r.initial["r_feature"] for r in results],
         "r_feature_final": [r.final["r_feature"] for r in results],
-        "r_feature_reduction_median": reductions[len(reductions) // 2],
+        "r_feature_reduction_median": statistics.median(reductions),
+        "r_feature_reduction_min": min(reductions),
         "teacher_target_agreement": teacher_acc,
         "verifier_accuracy": verifier_acc,
         "chance": 1 / workload.num_classes,

@@ -200,7 +200,12 @@ def test_config_refuses_bad_values_and_resolves_profile_defaults() -> None:
     settings, batches = DeepInversionConfig().resolved_settings("paper", 224)
     assert settings.name == "imagenet0" and settings.stages == ((2, 2000), (1, 1000))
     settings, batches = DeepInversionConfig().resolved_settings("tiny", 16)
-    assert settings.iterations == 200 and settings.batch_size == 64 and batches == 4
+    assert settings.iterations == 400 and settings.batch_size == 64 and batches == 4
+    assert (settings.lr, settings.r_feature, settings.cosine_lr, settings.warmup) == (0.1, 0.1, True, 20)
+    assert (settings.jitter, settings.resolution) == (1, 16)  # 2 px at 32 px, scaled with the image
+    assert DeepInversionConfig().resolved_settings("tiny", 8)[0].jitter == 0
+    assert DeepInversionConfig(jitter=3).resolved_settings("tiny", 8)[0].jitter == 3
+    assert DeepInversionConfig().resolved_settings("paper", 112)[0].jitter == 15  # imagenet0 at half size
 
 
 @pytest.mark.parametrize(
