@@ -2,7 +2,8 @@
 
 ``--set key=value`` overrides are routed by prefix: ``recipe.<field>`` to the workload's recipe,
 ``workload.<field>`` to the workload's explicit architecture options, ``synthesis.<field>`` to the data-free
-synthesis (``--train-data deepinversion``), anything else to the compressor's Config.
+synthesis (``--train-data deepinversion``), anything else to the compressor's Config. ``tasks`` is the ordered task
+sequence of a multi-task compressor (syntax in harness/tasks.py); empty for every other run.
 A bare key that the compressor does not have but the recipe does goes to the recipe. Unknown keys fail.
 """
 
@@ -39,6 +40,7 @@ class RunConfig:
     workload_options: dict[str, Any] = field(default_factory=dict)
     train_data: str = "real"
     synthesis_args: dict[str, Any] = field(default_factory=dict)
+    tasks: list[str] = field(default_factory=list)
     results: str = "results"
     resume: bool = False
 
@@ -53,6 +55,9 @@ class RunConfig:
             raise ValueError(f"Unknown training data {self.train_data!r}; use one of {list(TRAIN_DATA)}")
         if isinstance(self.backends, str):
             self.backends = [self.backends]
+        from harness.tasks import normalise
+
+        self.tasks = normalise(self.tasks)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -62,6 +67,8 @@ class RunConfig:
         data = self.to_dict()
         for key in ("results", "resume", "data_root"):
             data.pop(key)
+        if not data["tasks"]:
+            data.pop("tasks")  # single-task runs keep the hashes they had before task sequences existed
         return data
 
     def config_hash(self) -> str:

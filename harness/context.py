@@ -1,4 +1,5 @@
-"""RunContext: what a compressor gets from the harness (trainer, data, evaluation, device, seed, phase timing)."""
+"""RunContext: what a compressor gets from the harness (trainer, data, evaluation, device, seed, phase timing, and the
+task sequence of a multi-task run)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class RunContext:
     config: RunConfig
     run_dir: Path
     phases: list[dict[str, Any]] = field(default_factory=list)
+    tasks: list[Any] = field(default_factory=list)  # harness.tasks.Task of a multi-task run, task 1 first
 
     @property
     def device(self) -> str:

@@ -14,7 +14,7 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ from harness.progress import say as _progress
 from harness.quality import chance_flags
 from harness.speedup import speedup_table
 from harness.store import ResultsStore
+from harness.tasks import prepare_tasks
 from workloads import WORKLOADS
 from workloads.base import Workload
 
@@ -42,6 +43,7 @@ class PreparedRun:
     config: RunConfig
     workload: Workload
     compressor: Compressor
+    tasks: list[Any] = field(default_factory=list)  # harness.tasks.Task, task 1 first (its workload is ``workload``)
 
 
 def seed_everything(seed: int) -> None:
@@ -56,14 +58,16 @@ def prepare(config: RunConfig) -> PreparedRun:
     workload_cls = WORKLOADS.get(config.workload)
     compressor_cls = COMPRESSORS.get(config.compressor)
     compressor_config = compressor_cls.Config.from_strings(config.compressor_args)
-    workload = workload_cls(
-        profile=config.profile,
-        dataset=config.dataset,
-        data_root=config.data_root,
-        options=_convert_options(workload_cls, config.workload_options),
-        recipe_overrides=convert_recipe_overrides(config.recipe_overrides),
-    )
+    kwargs: dict[str, Any] = {
+        "profile": config.profile,
+        "data_root": config.data_root,
+        "options": _convert_options(workload_cls, config.workload_options),
+        "recipe_overrides": convert_recipe_overrides(config.recipe_overrides),
+    }
     compressor = compressor_cls(compressor_config)
+    # a task sequence (harness/tasks.py): kind, syntax and every task's data are checked here, before training
+    tasks = prepare_tasks(config, compressor, workload_cls, kwargs)
+    workload = tasks[0].workload if tasks else workload_cls(dataset=config.dataset, **kwargs)
     compressor.check_compatible(workload)
     if config.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was given but torch sees no CUDA GPU; use --device cpu")
@@ -73,7 +77,7 @@ def prepare(config: RunConfig) -> PreparedRun:
 
         check_data_free(config.train_data, workload, compressor, config.synthesis_args)
     config.dataset = workload.dataset
-    return PreparedRun(config, workload, compressor)
+    return PreparedRun(config, workload, compressor, tasks)
 
 
 def _convert_options(workload_cls: Any, values: dict[str, Any]) -> dict[str, Any]:
@@ -126,6 +130,8 @@ def execute(config: RunConfig, store: ResultsStore | None = None) -> dict[str, A
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "process": {"pid": os.getpid(), "host": socket.gethostname()},
     }
+    if prepared.tasks:
+        record["tasks"] = [task.describe() for task in prepared.tasks]
     store.write(record)
     timings: dict[str, float] = {}
     try:
@@ -183,7 +189,7 @@ def _run_phases(
         timings, "baseline", get_baseline, workload, config.seed, config.device, store, config.resume
     )
     record["baseline_training"] = baseline_info
-    ctx = RunContext(workload=workload, config=config, run_dir=run_dir)
+    ctx = RunContext(workload=workload, config=config, run_dir=run_dir, tasks=prepared.tasks)
     if config.train_data != "real":
         from compressors.deepinversion.data_free import data_free_workload
 

@@ -8,6 +8,9 @@ runs:
     dataset: digits
     set: {sparsity: [0.3, 0.5]}         # --set values; lists expand too
     backends: [eager, onnxruntime]      # 'backends' is itself a list: a list of lists expands
+  - workload: vgg16_bn
+    compressor: packnet
+    tasks: [fashion-mnist, split-digits:2]   # 'tasks' too: one run's sequence (a list of lists expands)
 ```
 """
 
@@ -23,6 +26,7 @@ from harness.config import FIELD_NAMES, RunConfig, resolve, route_overrides
 
 SUITE_KEYS = (FIELD_NAMES - {"compressor_args", "recipe_overrides", "workload_options", "synthesis_args"}) | {"set"}
 TOP_LEVEL_KEYS = {"defaults", "runs"}
+LIST_VALUED = ("backends", "tasks")  # one run's value is itself a list; a list of lists is a grid axis
 
 
 class SuiteError(ValueError):
@@ -54,12 +58,15 @@ def load_suite(path: str | Path) -> dict[str, Any]:
 def _check_value(where: str, key: str, value: Any) -> None:
     """A run's value must be a scalar, or a list of scalars (a grid axis); 'backends' a list of names or of lists."""
     items = value if isinstance(value, list) else [value]
-    if key == "backends" and isinstance(value, list) and value and not isinstance(value[0], list):
-        items = [value]  # one run's list of backends
+    if key in LIST_VALUED and isinstance(value, list) and value and not isinstance(value[0], list):
+        items = [value]  # one run's list of backends / tasks
     for item in items:
-        if key == "backends":
+        if key == "tasks" and isinstance(item, str):
+            continue  # one run's sequence as a comma-separated string
+        if key in LIST_VALUED:
             if not isinstance(item, list) or not all(isinstance(n, str) for n in item) or not item:
-                raise SuiteError(f"{where}: backends must be a list of names, e.g. [eager, onnxruntime]; got {value!r}")
+                example = "[eager, onnxruntime]" if key == "backends" else "[fashion-mnist, split-digits:2]"
+                raise SuiteError(f"{where}: {key} must be a list of names, e.g. {example}; got {value!r}")
         elif isinstance(item, (dict, list)):
             raise SuiteError(f"{where}: {key} must be a value or a list of values, got {value!r}")
         elif key == "seed" and (isinstance(item, bool) or not isinstance(item, int)):
@@ -71,7 +78,7 @@ def _grid(entry: dict[str, Any]) -> list[dict[str, Any]]:
     for key, value in entry.items():
         if key == "set":
             continue
-        is_axis = isinstance(value, list) and (key != "backends" or (value and isinstance(value[0], list)))
+        is_axis = isinstance(value, list) and (key not in LIST_VALUED or (value and isinstance(value[0], list)))
         axes.append([(key, v) for v in value] if is_axis else [(key, value)])
     sets = entry.get("set") or {}
     if not isinstance(sets, dict):

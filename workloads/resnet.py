@@ -15,7 +15,7 @@ import torchvision
 from torch import nn
 
 from workloads.base import Recipe, Reference, WorkloadInfo
-from workloads.vision import VISION_DATASETS, ImageClassificationWorkload
+from workloads.vision import IMAGENET_ARCH_DATASETS, ImageClassificationWorkload
 
 TORCHVISION_SRC = "torchvision.models.{}_Weights.IMAGENET1K_V1.meta"
 PAPER_RECIPE = Recipe(
@@ -81,7 +81,7 @@ def _make(arch: str) -> type[TorchvisionResNet]:
         task="image-classification",
         metric="top1",
         higher_is_better=True,
-        datasets=VISION_DATASETS,
+        datasets=IMAGENET_ARCH_DATASETS,
         default_dataset="digits",
         kind="cnn",
         references=_references(arch),

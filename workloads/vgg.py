@@ -20,7 +20,7 @@ import torchvision
 from torch import nn
 
 from workloads.base import Recipe, Reference, WorkloadInfo
-from workloads.vision import VISION_DATASETS, ImageClassificationWorkload
+from workloads.vision import IMAGENET_ARCH_DATASETS, ImageClassificationWorkload
 
 TORCHVISION_META = "torchvision.models.{}.IMAGENET1K_V1.meta"
 TORCHVISION_RECIPE_SRC = (
@@ -93,7 +93,7 @@ def _make(arch: str) -> type[TorchvisionVGG]:
         task="image-classification",
         metric="top1",
         higher_is_better=True,
-        datasets=VISION_DATASETS,
+        datasets=IMAGENET_ARCH_DATASETS,
         default_dataset="digits",
         kind="cnn",
         references=torchvision_references(weights, top1, top5, params, gmacs),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -12,9 +12,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from workloads.base import Workload
+from workloads.data.fine_grained import NUM_CLASSES as FINE_GRAINED_CLASSES
 from workloads.data.images import IMAGE_DATASETS, ImageDatasetSpec, ImageSet, image_collate
 
 VISION_DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "imagenet")
+# The PackNet / Piggyback transfer datasets (workloads/data/fine_grained.py), accepted by their papers' networks
+# (VGG-16, ResNet-50): the tasks a continual run adds to an ImageNet backbone (harness/tasks.py).
+FINE_GRAINED_DATASETS = tuple(FINE_GRAINED_CLASSES)
+IMAGENET_ARCH_DATASETS = VISION_DATASETS + FINE_GRAINED_DATASETS
 
 
 class ImageClassificationWorkload(Workload):
@@ -27,17 +32,37 @@ class ImageClassificationWorkload(Workload):
 
     model_channels = 3
     paper_image_size = 224
+    # set by use_task_data() for one task of a continual sequence (harness/tasks.py)
+    _task_spec: ImageDatasetSpec | None = None
+    _classes: tuple[int, ...] | None = None
 
     def make_model(self, num_classes: int) -> nn.Module:
         raise NotImplementedError(f"{type(self).__name__} must implement make_model()")
 
+    def use_task_data(
+        self, name: str, classes: Sequence[int] | None = None, spec: ImageDatasetSpec | None = None
+    ) -> None:
+        """Serve one task of a continual sequence (harness/tasks.py) instead of the whole dataset.
+
+        Args:
+            name: the task's name (e.g. ``digits[0-4]``); it becomes ``dataset``, so the dense baselines of different
+                tasks never share a cache key.
+            classes: original labels to keep, remapped to 0..k-1 in this order (None keeps every class).
+            spec: a reader that is not registered (MNIST-format files under --data-root), else the current one.
+        """
+        self._task_spec = spec or self.spec
+        self._classes = tuple(int(c) for c in classes) if classes is not None else None
+        self.dataset = name
+        for cached in ("_splits", "collate"):
+            self.__dict__.pop(cached, None)
+
     @property
     def spec(self) -> ImageDatasetSpec:
-        return IMAGE_DATASETS[self.dataset]
+        return self._task_spec or IMAGE_DATASETS[self.dataset]
 
     @property
     def num_classes(self) -> int:
-        return self.spec.num_classes
+        return len(self._classes) if self._classes is not None else self.spec.num_classes
 
     @property
     def image_size(self) -> int:
@@ -50,7 +75,9 @@ class ImageClassificationWorkload(Workload):
     def _splits(self) -> dict[str, ImageSet]:
         limits = {"train": self.recipe.max_train_samples, "val": self.recipe.max_val_samples}
         return {
-            split: self.spec.reader(split, self.data_root, size=self.image_size).subset(limit)
+            split: select_classes(self.spec.reader(split, self.data_root, size=self.image_size), self._classes).subset(
+                limit
+            )
             for split, limit in limits.items()
         }
 
@@ -126,4 +153,35 @@ class ImageClassificationWorkload(Workload):
             "train_samples": len(self.split("train")),
             "val_samples": len(self.split("val")),
             "dataset_source": self.spec.source,
+            **({"classes": list(self._classes), "labels": "remapped to 0..k-1"} if self._classes is not None else {}),
         }
+
+
+class _Relabelled(torch.utils.data.Dataset):
+    """Items of a lazily loaded set with their labels mapped through ``table`` (original label -> task label)."""
+
+    def __init__(self, items: torch.utils.data.Dataset, table: dict[int, int]) -> None:
+        self.items, self.table = items, table
+
+    def __len__(self) -> int:
+        return len(self.items)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, label = self.items[index]
+        return image, self.table[int(label)]
+
+
+def select_classes(data: ImageSet, classes: Sequence[int] | None) -> ImageSet:
+    """The items of ``classes`` only, labels remapped to 0..k-1 in the order given (a continual task's split)."""
+    if classes is None:
+        return data
+    table = {int(c): i for i, c in enumerate(classes)}
+    lookup = torch.full((int(max(int(data.labels.max()), *table)) + 1,), -1, dtype=torch.long)
+    for original, new in table.items():
+        lookup[original] = new
+    keep = torch.nonzero(lookup[data.labels] >= 0).flatten()
+    labels = lookup[data.labels[keep]]
+    if data.images is not None:
+        return ImageSet(data.images[keep], labels)
+    subset = torch.utils.data.Subset(data.loader, keep.tolist())  # type: ignore[arg-type]
+    return ImageSet(None, labels, _Relabelled(subset, table))

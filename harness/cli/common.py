@@ -38,6 +38,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
         help="training data of a data-needing compressor: the real split (default), images synthesized from the "
         "dense model by DeepInversion (data-free; settings via --set synthesis.<key>=...), or N(0,1) noise",
     )
+    parser.add_argument(
+        "--tasks",
+        help="ordered task sequence of a multi-task compressor (packnet, piggyback), comma-separated; task 1 is the "
+        "baseline's dataset. Items: NAME, NAME[a-b] (classes a..b), split-NAME:K (K class-split tasks), idx:DIR "
+        "(MNIST-format files in --data-root/DIR); e.g. fashion-mnist,split-digits:2",
+    )
     parser.add_argument("--results", help="results directory (default results/)")
     parser.add_argument("--resume", action="store_true", default=None, help="resume training from checkpoints")
     add_quiet(parser)
@@ -67,5 +73,6 @@ def cli_values(args: argparse.Namespace) -> dict:
         "results",
         "resume",
         "train_data",
+        "tasks",
     )
     return {k: getattr(args, k, None) for k in keys}
