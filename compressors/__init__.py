@@ -16,5 +16,8 @@ for _name, _target in {
     "lns_madam": "compressors.lns_madam:LNSMadamCompressor",
     "ternary_rnn": "compressors.ternary_rnn:TernaryRNN",
     "deepinversion": "compressors.deepinversion.compressor:DeepInversion",
+    "packnet": "compressors.continual.packnet:PackNet",
+    "piggyback": "compressors.continual.piggyback:Piggyback",
+    "unas": "compressors.unas.compressor:UNAS",
 }.items():
     COMPRESSORS.register_lazy(_name, _target)
