@@ -12,7 +12,8 @@ against other kinds (e.g. the dense baseline). Register with the decorator::
     @register_panel("continual", "task matrix")
     def task_matrix(records, ctx): ...
 
-Planned kinds: "continual" (task matrix), "nas" (search curve), "data_free" (synthesized images). The report renders,
+Registered beyond the generic panels: "multitask" (task matrix, harness/report/continual.py), data-free runs of any
+kind (synthesized images, harness/report/data_free.py). The report renders,
 for each workload, every registered panel in registration order; nothing in :mod:`harness.report.html` is specific
 to a kind.
 """
@@ -130,4 +131,5 @@ def energy_panel(records: list[dict[str, Any]], ctx: PanelContext) -> Section | 
     return Section("Energy", blocks)
 
 
+from harness.report import continual as _continual  # noqa: E402, F401  (registers the continual panel)
 from harness.report import data_free as _data_free  # noqa: E402, F401  (registers the data-free panel)

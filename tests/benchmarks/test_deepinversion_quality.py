@@ -5,8 +5,9 @@ the verifier is an independently trained ``cifar_resnet34`` (other architecture,
 freshly initialised ResNet-18, as the official CIFAR script competes with an untrained student) each synthesize two
 balanced batches of 64 images with the tiny profile's setting (the CIFAR setting with r_feature 0.1 and a cosine
 lr; compressors/deepinversion/compressor.py says why) run for the CIFAR setting's 1000 iterations rather than the
-profile's 400. Gated, per method: R_feature falls by at least 100x (median over batches; the minimum is recorded), the teacher assigns the target label to >= 90 % of the images, and the verifier's
-accuracy on them is far above chance (>= 3x the 10 % chance level). Figures go to ``extra_info``.
+profile's 400. Gated, per method: R_feature falls by at least 100x (median over batches; the minimum is
+recorded), the teacher assigns the target label to >= 90 % of the images, and the verifier's accuracy on them is
+far above chance (>= 3x the 10 % chance level). Figures go to ``extra_info``.
 Opt-in (minutes on 2 cores): ``pytest --run-paper tests/benchmarks/test_deepinversion_quality.py -s``.
 Measured 2026-12-02 on the 2-core CPU machine: see the figures in the header of suite/deepinversion.yaml.
 """

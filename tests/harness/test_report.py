@@ -271,3 +271,25 @@ def test_data_free_panel_shows_the_synthesized_images_curves_and_controls(real: 
     assert "80.25" in text and "control" in text and "R_feature reduced 18.0x" in text
     assert "synthesis loss terms" in text
     assert text.count('alt="synthesized images"') == 1  # the plain taylor run has no panel
+
+
+def test_continual_panel_shows_the_task_matrix_forgetting_and_controls(real: dict[str, Any]) -> None:
+    from compressors.continual.metrics import matrix_record
+
+    record = copy.deepcopy(real)  # copy: a packnet run with the continual summary's shape
+    record["run_id"] += "-packnet"
+    record["compressor"].update(name="packnet", kind="multitask")
+    names = ["digits[0-4]", "digits[5-9]", "fashion-mnist[0-1]"]
+    finetune = matrix_record([[99.0], [61.5, 97.0], [40.25, 55.0, 98.0]], names)
+    record["compressor"]["summary"] = {
+        "accuracy": matrix_record([[98.0], [98.0, 96.5], [98.0, 96.5, 97.75]], names),
+        "zero_forgetting": {"tasks": [{"task": n, "bit_identical": True} for n in names]},
+        "storage": {"total_bytes": 2_000_000, "shared_bytes": 1_900_000, "mask_bits_per_task": dict.fromkeys(names, 2)},
+        "latency": {"task_switch": {"p50_ms": 0.125}, "per_task": [{"task": n, "p50_ms": 1.5} for n in names]},
+        "controls": {"finetuning": finetune, "separate_models": {"total_bytes": 5_700_000, "tasks": []}},
+    }
+    text = render(LoadResult(records=[real, record]))
+    assert "Continual: task-by-task accuracy" in text and "plain fine-tuning (control)" in text
+    assert "58.75" in text  # fine-tuning forgetting of task 1: 99.00 - 40.25
+    assert "one network per task: 5.700 MB" in text and "task switch p50 0.125 ms" in text
+    assert text.count("Continual: task-by-task accuracy") == 1  # the plain taylor run adds nothing
