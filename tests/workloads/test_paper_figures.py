@@ -23,8 +23,17 @@ PAPER_DATASETS = {"cifar_resnet18": "cifar10", "cifar_resnet34": "cifar10", "mlp
 EXTRA_VARIANTS = {"lenet3": [("mnist", "params_mnist", "gmacs_mnist")]}
 
 
+# search spaces and their evaluation networks: published figures checked in tests/workloads/test_nas_spaces.py
+# (the evaluation count excludes the auxiliary head; a supernet has no single published figure)
+NAS_SPACES = {"darts_search", "darts_eval", "proxyless_search", "proxyless_eval"}
+
+
 def image_workloads() -> list[str]:
-    return [name for name in WORKLOADS.names() if WORKLOADS.get(name).info.task == "image-classification"]
+    return [
+        name
+        for name in WORKLOADS.names()
+        if WORKLOADS.get(name).info.task == "image-classification" and name not in NAS_SPACES
+    ]
 
 
 def _paper_dataset(cls: type[Workload]) -> str:
