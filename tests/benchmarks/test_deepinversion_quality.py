@@ -9,7 +9,8 @@ profile's 400. Gated, per method: R_feature falls by at least 100x (median over 
 recorded), the teacher assigns the target label to >= 90 % of the images, and the verifier's accuracy on them is
 far above chance (>= 3x the 10 % chance level). Figures go to ``extra_info``.
 Opt-in (minutes on 2 cores): ``pytest --run-paper tests/benchmarks/test_deepinversion_quality.py -s``.
-Measured 2026-12-02 on the 2-core CPU machine: see the figures in the header of suite/deepinversion.yaml.
+Measured 2026-12-02 on the 2-core CPU machine, DI: R_feature 811.9 -> 4.70 and 803.2 -> 4.91 (168x median, 164x
+min), teacher agreement 99.2 %, verifier 85.2 %. ADI: not yet measured.
 """
 
 from __future__ import annotations
